@@ -1,0 +1,205 @@
+"""The Python API: everything the command line does, in a few lines.
+
+>>> import nasforge
+>>> result = nasforge.search(method="darts", dataset="digits", preset="tiny", out="runs/demo")
+>>> print(result.genotype)
+>>> trained = nasforge.train(result.genotype, dataset="digits", preset="tiny", out="runs/demo-train")
+>>> trained["test_acc"], trained["params"], trained["macs"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+
+from .config import RunConfig, load_preset, parse_overrides, to_dict
+from .costs import count_macs, count_params
+from .data import ImageDataset, load_dataset
+from .errors import ConfigError
+from .genotypes import Genotype, load_genotype, save_genotype
+from .models import build_network
+from .report import write_search_report, write_train_report
+from .run import RunDir, environment_info
+from .search import run_search
+from .strategies import STRATEGIES, SearchContext
+from .training.trainer import train_network
+
+__all__ = ["search", "train", "describe", "SearchResult", "resolve_config", "load_data"]
+
+_log = logging.getLogger("nasforge")
+
+
+@dataclass
+class SearchResult:
+    """What a search leaves: the genotype, its run folder and the per-epoch metrics."""
+
+    genotype: Genotype
+    run_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Genotype] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def _merge_cli(overrides: Mapping[str, Any] | Sequence[str] | None, **flags: Any) -> dict[str, Any]:
+    """Explicit keyword flags (dataset, seed, ...) first, then ``overrides`` (dotted strings or a nested dict)."""
+    out: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    extra = parse_overrides(list(overrides)) if isinstance(overrides, (list, tuple)) else dict(overrides or {})
+    from .config import _merge
+
+    return _merge(out, extra)
+
+
+def resolve_config(kind: str, preset: str, search_cls: type | None,
+                   overrides: Mapping[str, Any] | Sequence[str] | None = None, **flags: Any) -> RunConfig:
+    """The resolved config of preset ``preset`` of ``kind`` with flags and overrides applied."""
+    return load_preset(kind, preset, search_cls, _merge_cli(overrides, **flags))
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a torch device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but CUDA is not available here; use --device cpu")
+    return device
+
+
+def load_data(cfg: RunConfig, device: torch.device, progress: bool = True) -> ImageDataset:
+    d = cfg.data
+    data = load_dataset(d.dataset, d.data_dir, download=d.download, progress=progress)
+    if d.n_train or d.n_test:
+        data = data.subset(d.n_train or None, d.n_test or None)
+    return data.to(device)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, deterministic: bool, device: torch.device) -> Iterator[None]:
+    """Seed the global torch RNG (dropout, drop-path draw from it) inside a fork, restoring the caller's
+    RNG and determinism settings afterwards: the library never leaves global state changed."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    previous = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+
+def _default_out(kind: str, name: str, dataset: str) -> Path:
+    safe = dataset.replace(":", "-").replace("/", "_")
+    return Path("runs") / f"{kind}-{name}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def search(method: str = "darts", dataset: str | None = None, preset: str = "tiny", out: str | Path | None = None,
+           seed: int | None = None, device: str = "cpu", resume: bool = False,
+           overrides: Mapping[str, Any] | Sequence[str] | None = None, data_dir: str | None = None,
+           progress: bool = True) -> SearchResult:
+    """Run a search and write its run folder (see :mod:`nasforge.run`). Returns the derived genotype."""
+    strategy_cls = STRATEGIES.get(method)
+    cfg = resolve_config(method, preset, strategy_cls.Config, overrides, method=method, **{
+        "data.dataset": dataset, "seed": seed, "device": device, "data.data_dir": data_dir,
+        "loop.progress": progress})
+    if cfg.method != method:
+        raise ConfigError(f"the preset sets method {cfg.method!r} but {method!r} was asked for")
+    if resume and out is None:
+        raise ConfigError("--resume needs --out pointing at the folder of the run to continue")
+    dev = _device(cfg.device)
+    data = load_data(cfg, dev, progress)
+    ctx = SearchContext(num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size,
+                        steps_per_epoch=0, device=dev, generator=torch.Generator().manual_seed(cfg.seed))
+    with _seeded(cfg.seed, cfg.deterministic, dev):
+        strategy = strategy_cls(cfg.search, ctx)
+        run = RunDir(out or _default_out("search", method, cfg.data.dataset), "search", resume=resume)
+        try:
+            run.write_config(to_dict(cfg), environment_info(str(dev)))
+            outcome = run_search(strategy, data, cfg, run)
+            save_genotype(outcome.genotype, run.path / "genotype.json")
+            for name, g in outcome.extra.items():
+                save_genotype(g, run.path / "genotypes" / f"{name}.json")
+            write_search_report(run.path, cfg, outcome, strategy.op_names())
+            run.log(f"done in {outcome.wall_s:.1f} s; genotype: {outcome.genotype}")
+        finally:
+            run.close()
+    return SearchResult(outcome.genotype, run.path, outcome.history, outcome.extra, outcome.wall_s)
+
+
+def describe(genotype: Genotype | str, network: str = "cifar", layers: int | None = None,
+             channels: int | None = None, num_classes: int | None = None, in_channels: int = 3,
+             image_size: int | None = None) -> dict[str, Any]:
+    """Parameter count (without auxiliary head) and multiply-adds of the evaluation network of ``genotype``."""
+    g = load_genotype(genotype)
+    cifar = network == "cifar"
+    layers = layers or g.num_cells_required or (20 if cifar else 14)
+    channels = channels or (36 if cifar else 48)
+    num_classes = num_classes or (10 if cifar else 1000)
+    image_size = image_size or (32 if cifar else 224)
+    net = build_network(g, dataset_kind=network, num_classes=num_classes, layers=layers, channels=channels,
+                        auxiliary=True, in_channels=in_channels)
+    return {"genotype": str(g), "hash": g.hash(), "network": network, "layers": layers, "channels": channels,
+            "num_classes": num_classes, "image_size": image_size,
+            "params": count_params(net), "macs": count_macs(net, (in_channels, image_size, image_size))}
+
+
+def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "tiny",
+          out: str | Path | None = None, seed: int | None = None, device: str = "cpu", resume: bool = False,
+          overrides: Mapping[str, Any] | Sequence[str] | None = None, data_dir: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Retrain ``genotype`` from scratch with the evaluation recipe; writes and returns ``result.json``."""
+    g = load_genotype(genotype)
+    cfg = resolve_config("train", preset, None, overrides, **{
+        "data.dataset": dataset, "seed": seed, "device": device, "data.data_dir": data_dir,
+        "loop.progress": progress})
+    if resume and out is None:
+        raise ConfigError("--resume needs --out pointing at the folder of the run to continue")
+    dev = _device(cfg.device)
+    data = load_data(cfg, dev, progress)
+    tc = cfg.train
+    with _seeded(cfg.seed, cfg.deterministic, dev):
+        net = build_network(g, dataset_kind=tc.network, num_classes=data.num_classes,
+                            layers=g.num_cells_required or tc.layers, channels=tc.channels,
+                            auxiliary=tc.auxiliary, in_channels=data.in_channels)
+        params = count_params(net)
+        macs = count_macs(net, (data.in_channels, data.image_size, data.image_size))
+        net = net.to(dev)
+        run = RunDir(out or _default_out("train", g.hash()[:8], cfg.data.dataset), "train", resume=resume)
+        try:
+            run.write_config({**to_dict(cfg), "genotype": g.to_dict()}, environment_info(str(dev)))
+            save_genotype(g, run.path / "genotype.json")
+            run.log(f"network: {tc.network}, {tc.layers} cells, C={tc.channels}: {params:,} parameters "
+                    f"(without auxiliary head), {macs:,} multiply-adds")
+            outcome = train_network(net, data, cfg, run)
+            result = {"test_acc": outcome.test_acc, "test_loss": outcome.test_loss, "params": params, "macs": macs,
+                      "wall_s": outcome.wall_s, "epochs": tc.epochs, "dataset": cfg.data.dataset,
+                      "network": tc.network, "layers": tc.layers, "channels": tc.channels, "seed": cfg.seed,
+                      "genotype": str(g), "genotype_hash": g.hash()}
+            run.write_json("result.json", result)
+            write_train_report(run.path, cfg, g, result, outcome.history)
+            run.log(f"done: test accuracy {outcome.test_acc:.2f}% in {outcome.wall_s:.1f} s")
+        finally:
+            run.close()
+    result["run_dir"] = str(run.path)
+    return result
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

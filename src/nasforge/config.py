@@ -1,0 +1,236 @@
+"""Typed configuration: dataclass defaults owned by each component, YAML presets, dotted overrides.
+
+A run's config is a tree: top-level run settings, ``data``, ``loop``, ``search`` (the method's own config
+class, e.g. :class:`~nasforge.strategies.darts.DartsConfig`) and ``train`` (:class:`TrainConfig`). Presets
+are YAML files shipped in ``nasforge/presets/<method>.yaml`` (and ``train.yaml``), each holding named presets
+(``paper``, ``tiny``, ...). ``--set search.epochs=3`` overrides any field. Unknown keys and wrong types are
+errors with a suggestion, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "apply_overrides",
+           "parse_overrides", "to_dict", "from_dict", "preset_names", "config_diff"]
+
+
+@dataclass
+class DataConfig:
+    """Dataset and batching. ``dataset`` is digits, cifar10, cifar100 or npz:PATH."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None  # else $NASFORGE_DATA, else ~/.cache/nasforge/data
+    download: bool = True
+    train_portion: float = 0.5  # search: share of the training set used for weights (the rest: architecture)
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    n_train: int = 0  # use only the first n training images (0 = all); for tiny presets and tests
+    n_test: int = 0  # use only the first n test images (0 = all)
+    cutout: int = 0  # cutout square side in pixels (0 = off)
+    pad: int = -1  # pad-and-crop padding (-1 = the dataset's default, 4 for CIFAR)
+    flip: bool | None = None  # random horizontal flip (None = the dataset's default)
+
+
+@dataclass
+class LoopConfig:
+    """Search-loop bookkeeping."""
+
+    valid_every: int = 1  # evaluate the supernet on the architecture split every n epochs (0 = only at the end)
+    valid_batches: int = 0  # cap the evaluation at n batches (0 = the whole split)
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Retraining a derived network from scratch (the evaluation recipe, METHODS.md §1.5)."""
+
+    network: str = "cifar"  # cifar or imagenet macro-structure
+    epochs: int = 600
+    layers: int = 20
+    channels: int = 36
+    lr: float = 0.025
+    lr_min: float = 0.0
+    lr_schedule: str = "cosine"  # cosine, exponential (x lr_gamma per epoch) or linear
+    lr_gamma: float = 0.97
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    auxiliary: bool = True
+    aux_weight: float = 0.4
+    drop_path: float = 0.2  # maximum drop-path rate, ramped linearly over the epochs
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """A whole run. ``search`` holds the method's own config dataclass."""
+
+    method: str = "darts"
+    seed: int = 2
+    device: str = "cpu"
+    deterministic: bool = True  # deterministic kernels (bit-exact resume on CPU)
+    data: DataConfig = field(default_factory=DataConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    search: Any = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# -- (de)serialisation ---------------------------------------------------------------------------------------
+def to_dict(cfg: Any) -> Any:
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` where lossless (int -> float), else raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _check_value(value, option, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(t) for t in typing.get_args(tp))}, got "
+                          f"{value!r} ({type(value).__name__})")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if origin in (list, Sequence, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r} ({type(value).__name__}); write e.g. "
+                              f"{key}=[a,b]")
+        (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+        return [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r} ({type(value).__name__})")
+    if tp in (int, float, str) and (not isinstance(value, tp) or isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else f"; valid keys: {', '.join(known)}"
+    return ConfigError(f"unknown config key {prefix}{key!r}{hint}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly: unknown keys and wrong types raise ConfigError."""
+    data = data or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(key, names, prefix)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_value(value, tp, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# -- presets ---------------------------------------------------------------------------------------------
+def _preset_file(kind: str) -> dict[str, Any]:
+    try:
+        text = resources.files("nasforge.presets").joinpath(f"{kind}.yaml").read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"no presets for {kind!r}") from None
+    return yaml.safe_load(text) or {}
+
+
+def preset_names(kind: str) -> list[str]:
+    return list(_preset_file(kind))
+
+
+def preset_dict(kind: str, name: str) -> dict[str, Any]:
+    """The raw YAML mapping of preset ``name`` in ``presets/<kind>.yaml``."""
+    presets = _preset_file(kind)
+    if name not in presets:
+        raise ConfigError(f"no preset {name!r} for {kind}; choose one of: {', '.join(presets)}")
+    return presets[name] or {}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["search.epochs=3", "data.dataset=cifar10"]`` -> nested dict (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set search.epochs=3")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is a value, not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def load_preset(kind: str, name: str, search_cls: type | None, overrides: Mapping[str, Any] | None = None
+                ) -> RunConfig:
+    """Resolve preset ``name`` of ``kind`` (a method or ``train``) with ``overrides`` into a RunConfig."""
+    raw = _merge(preset_dict(kind, name), overrides or {})
+    return build_config(raw, search_cls)
+
+
+def build_config(raw: Mapping[str, Any], search_cls: type | None) -> RunConfig:
+    raw = dict(raw)
+    search_raw = raw.pop("search", None)
+    cfg: RunConfig = from_dict(RunConfig, {k: v for k, v in raw.items()}, "")
+    if search_cls is not None:
+        cfg.search = from_dict(search_cls, search_raw, "search.")
+    elif search_raw:
+        raise ConfigError("this command takes no search.* settings")
+    return cfg
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            out += config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out

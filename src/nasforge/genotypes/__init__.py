@@ -1,0 +1,55 @@
+"""Architectures as pure data: the shared representation, converters, published cells and loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import GenotypeError
+from .core import CELL_SHARING, KNOWN_OPS, CellArch, Edge, Genotype, register_op_name
+from .darts_text import from_darts_pairs, from_darts_text, looks_like_darts_text, to_darts_text
+from .published import PUBLISHED, published, published_names
+
+__all__ = ["Edge", "CellArch", "Genotype", "KNOWN_OPS", "CELL_SHARING", "register_op_name", "from_darts_text",
+           "to_darts_text", "from_darts_pairs", "PUBLISHED", "published", "published_names", "load_genotype",
+           "save_genotype"]
+
+
+def load_genotype(spec: "str | Path | Genotype") -> Genotype:
+    """Accepts a genotype, a file (JSON or classic text), a published name, classic text or JSON text."""
+    if isinstance(spec, Genotype):
+        return spec
+    text = str(spec).strip()
+    if looks_like_darts_text(text):
+        return from_darts_text(text)
+    if text.startswith("{"):
+        return Genotype.from_json(text)
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / "genotype.json").is_file():
+        path = path / "genotype.json"
+    if path.is_file():
+        try:
+            content = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GenotypeError(f"cannot read genotype file {path}: {exc}") from None
+        try:
+            return load_genotype(content) if content.strip() else _empty(path)
+        except GenotypeError as exc:
+            raise GenotypeError(f"{path}: {exc}") from None
+    if text in PUBLISHED or text.lower() in {k.lower() for k in PUBLISHED}:
+        return published(text)
+    raise GenotypeError(f"{text!r} is not a genotype file, a published name ({', '.join(published_names())}), "
+                        f"a Genotype(...) text or JSON")
+
+
+def _empty(path: Path) -> Genotype:
+    raise GenotypeError("the file is empty; write a genotype as JSON or Genotype(...) text")
+
+
+def save_genotype(genotype: Genotype, path: "str | Path") -> None:
+    """Write JSON atomically (temporary file, then rename) with the canonical hash alongside."""
+    from .._io import atomic_write_text
+
+    data = genotype.to_dict()
+    data["hash"] = genotype.hash()
+    atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")

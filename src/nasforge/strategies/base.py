@@ -1,0 +1,95 @@
+"""The contract every search method implements, so that one search loop drives them all.
+
+The loop calls, per epoch: ``begin_epoch(epoch)``, then per iteration ``step(train_batch, val_batch)`` (the
+architecture step and the weight step, visibly separate inside), then ``end_epoch(epoch)``; at the end
+``export()``. ``state_dict()``/``load_state_dict()`` carry everything a resumed run needs (model, arch params,
+optimizers, schedulers, the strategy's own state). Each strategy owns a config dataclass (``Config``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..genotypes import Genotype
+from ..registry import Registry
+
+__all__ = ["Strategy", "STRATEGIES", "Batch", "SearchContext"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class SearchContext:
+    """What a strategy learns about the run when it is set up."""
+
+    num_classes: int
+    in_channels: int
+    image_size: int
+    steps_per_epoch: int
+    device: torch.device
+    generator: torch.Generator  # CPU generator for the strategy's own random draws (alpha init, sampling)
+
+
+class Strategy(ABC):
+    """A search method. Subclasses set ``name`` and ``Config`` and implement the abstract methods."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    #: False for methods (one-level, training-free) that need no validation batch per step.
+    needs_val_batch: ClassVar[bool] = True
+
+    def __init__(self, config: Any, context: SearchContext) -> None:
+        self.config = config
+        self.context = context
+
+    @property
+    @abstractmethod
+    def epochs(self) -> int:
+        """Total number of epochs the loop must run."""
+
+    @property
+    @abstractmethod
+    def model(self) -> nn.Module:
+        """The network being searched (for evaluation by the loop)."""
+
+    def begin_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called before the first step of each epoch (learning-rate or dropout schedules)."""
+
+    @abstractmethod
+    def step(self, train_batch: Batch, val_batch: Batch | None) -> dict[str, float]:
+        """One search iteration; returns scalar metrics (at least ``loss``)."""
+
+    def end_epoch(self, epoch: int) -> list[str]:
+        """Called after the last step of each epoch; returns events worth logging in words."""
+        return []
+
+    @abstractmethod
+    def export(self) -> Genotype:
+        """The architecture derived now."""
+
+    def extra_exports(self) -> dict[str, Genotype]:
+        """Other architectures worth saving (``genotypes/<name>.json``), e.g. per skip cap."""
+        return {}
+
+    def arch_weights(self) -> dict[str, torch.Tensor]:
+        """Per cell key, the op weights ``[edges, ops]`` for reports (empty if the method has none)."""
+        return {}
+
+    def op_names(self) -> list[str]:
+        return []
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ...
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("search method")

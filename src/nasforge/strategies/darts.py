@@ -1,0 +1,174 @@
+"""DARTS: Differentiable Architecture Search (Liu, Simonyan, Yang, ICLR 2019; ``quark0/darts`` f276dd3).
+
+Bilevel search on a softmax-relaxed supernet: per iteration an architecture step on a validation batch
+(Adam; first order, or second order with the finite-difference Hessian-vector product of the paper), then a
+weight step on a training batch (SGD with momentum, cosine learning rate, gradient norm clipped to 5).
+Derivation: top-2 incoming edges per node, strongest non-`none` op (METHODS.md §1.4).
+
+Not implemented: the paper's cell selection protocol (several seeds, brief retraining of each) is a workflow
+of ``nasforge search`` + ``nasforge train`` runs, not part of one search.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from ..genotypes import Genotype
+from ..ops import DARTS_OPS
+from ..spaces import DartsSpace
+from ..supernets import SuperNet
+from .base import STRATEGIES, Batch, SearchContext, Strategy
+from .hypergrad import first_order_arch_grads, second_order_arch_grads
+
+__all__ = ["Darts", "DartsConfig", "cosine_lr"]
+
+
+@dataclass
+class DartsConfig:
+    """DARTS search hyper-parameters; defaults are the paper's CIFAR-10 settings (METHODS.md §1.5)."""
+
+    epochs: int = 50
+    layers: int = 8  # cells in the supernet
+    channels: int = 16  # initial channels C
+    nodes: int = 4  # intermediate nodes per cell
+    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))
+    order: str = "first"  # "first" or "second" (unrolled, finite-difference Hessian-vector product)
+    weighting: str = "softmax"
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    w_grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_beta1: float = 0.5
+    arch_beta2: float = 0.999
+    arch_weight_decay: float = 1e-3
+    arch_grad_clip: float = 0.0  # 0 = off, as in DARTS (P-DARTS clips to 5)
+    warmup_epochs: int = 0  # weight-only epochs before architecture updates start
+
+
+def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from ``base`` (epoch 0) towards ``minimum``, evaluated per epoch as DARTS does."""
+    return minimum + 0.5 * (base - minimum) * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+class Darts(Strategy):
+    """DARTS on the DARTS cell space; subclasses (P-DARTS) reuse the steps and change the schedule."""
+
+    name = "darts"
+    Config = DartsConfig
+
+    def __init__(self, config: DartsConfig, context: SearchContext) -> None:
+        super().__init__(config, context)
+        if config.order not in ("first", "second"):
+            raise ConfigError(f"search.order must be 'first' or 'second', got {config.order!r}")
+        self.space = DartsSpace(ops=tuple(config.ops), nodes=config.nodes)
+        self.net = self.build_supernet().to(context.device)
+        self.w_optimizer = torch.optim.SGD(self.net.weight_parameters(), lr=config.w_lr,
+                                           momentum=config.w_momentum, weight_decay=config.w_weight_decay)
+        self.a_optimizer = torch.optim.Adam(self.net.arch_parameters(), lr=config.arch_lr,
+                                            betas=(config.arch_beta1, config.arch_beta2),
+                                            weight_decay=config.arch_weight_decay)
+        self.epoch = 0
+
+    def build_supernet(self, alive: dict[str, torch.Tensor] | None = None) -> SuperNet:
+        c, ctx = self.config, self.context
+        return SuperNet(self.space, c.channels, ctx.num_classes, c.layers, in_channels=ctx.in_channels,
+                        weighting=c.weighting, alive=alive, generator=ctx.generator)
+
+    # -- contract ----------------------------------------------------------------------------------------
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def model(self) -> nn.Module:
+        return self.net
+
+    @property
+    def lr(self) -> float:
+        return cosine_lr(self.config.w_lr, self.config.w_lr_min, self.epoch, self.config.epochs)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for group in self.w_optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def searching_arch(self) -> bool:
+        return self.epoch >= self.config.warmup_epochs
+
+    def step(self, train_batch: Batch, val_batch: Batch | None) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if val_batch is not None and self.searching_arch():
+            metrics["val_loss"] = self.arch_step(train_batch, val_batch)  # phase 1: architecture
+        metrics.update(self.weight_step(train_batch))  # phase 2: weights
+        return metrics
+
+    def arch_step(self, train_batch: Batch, val_batch: Batch) -> float:
+        arch = self.net.arch_parameters()
+        val_loss = lambda: F.cross_entropy(self.net(val_batch[0]), val_batch[1])  # noqa: E731
+        if self.config.order == "first":
+            loss, grads = first_order_arch_grads(val_loss, arch)
+        else:
+            weights = self.net.weight_parameters()
+            momenta = [self.w_optimizer.state.get(w, {}).get("momentum_buffer") for w in weights]
+            loss, grads = second_order_arch_grads(
+                self.net, lambda: F.cross_entropy(self.net(train_batch[0]), train_batch[1]), val_loss, weights,
+                arch, xi=self.lr, momentum=self.config.w_momentum, weight_decay=self.config.w_weight_decay,
+                momentum_buffers=momenta)
+        for p, g in zip(arch, grads):
+            p.grad = g
+        if self.config.arch_grad_clip > 0:
+            nn.utils.clip_grad_norm_(arch, self.config.arch_grad_clip)
+        self.a_optimizer.step()
+        self.a_optimizer.zero_grad(set_to_none=True)
+        return float(loss)
+
+    def weight_step(self, batch: Batch) -> dict[str, float]:
+        x, y = batch
+        arch = self.net.arch_parameters()
+        for p in arch:  # no architecture gradients in the weight step
+            p.requires_grad_(False)
+        try:
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, y)
+            self.w_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            for p in arch:
+                p.requires_grad_(True)
+        if self.config.w_grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.w_grad_clip)
+        self.w_optimizer.step()
+        with torch.no_grad():
+            acc = (logits.argmax(1) == y).float().mean()
+        return {"loss": float(loss), "acc": float(acc)}
+
+    def export(self) -> Genotype:
+        return self.space.derive({k: w.detach() for k, w in self.net.op_weights().items()})
+
+    def arch_weights(self) -> dict[str, torch.Tensor]:
+        return {k: w.detach().cpu() for k, w in self.net.op_weights().items()}
+
+    def op_names(self) -> list[str]:
+        return list(self.space.ops)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.net.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
+                "a_optimizer": self.a_optimizer.state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.a_optimizer.load_state_dict(state["a_optimizer"])
+        self.epoch = state["epoch"]
+
+
+STRATEGIES.add("darts", Darts)

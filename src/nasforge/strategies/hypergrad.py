@@ -1,0 +1,66 @@
+"""Architecture gradients for bilevel search (METHODS.md §1.4), independent of any particular network.
+
+First order: ∇_α L_val(w, α), asking autograd only for α's gradient (no weight gradients are built).
+
+Second order (DARTS "unrolled"): with the virtual step w' = w − ξ·(μ·m + ∇_w L_train(w, α) + λ·w),
+    ∇_α L_val(w', α) − ξ · ∇²_{α,w} L_train(w, α) · ∇_{w'} L_val(w', α),
+the Hessian-vector product taken as a central finite difference at w ± ε·v, v = ∇_{w'} L_val(w', α),
+ε = 0.01 / ‖v‖. Weights (and BN running statistics) are restored afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["first_order_arch_grads", "second_order_arch_grads"]
+
+LossFn = Callable[[], torch.Tensor]
+
+
+def first_order_arch_grads(val_loss: LossFn, arch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    loss = val_loss()
+    grads = torch.autograd.grad(loss, list(arch))
+    return loss.detach(), list(grads)
+
+
+@torch.no_grad()
+def _set(params: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
+    for p, v in zip(params, values):
+        p.copy_(v)
+
+
+def second_order_arch_grads(model: nn.Module, train_loss: LossFn, val_loss: LossFn, weights: Sequence[torch.Tensor],
+                            arch: Sequence[torch.Tensor], xi: float, momentum: float, weight_decay: float,
+                            momentum_buffers: Sequence[torch.Tensor | None], r: float = 1e-2
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The DARTS unrolled hypergradient. ``train_loss``/``val_loss`` evaluate the model at its current weights."""
+    weights, arch = list(weights), list(arch)
+    original = [w.detach().clone() for w in weights]
+    buffers = [b.detach().clone() for b in model.buffers()]
+    try:
+        # 1. virtual step w' = w - xi * (momentum * m + dL_train/dw + wd * w)
+        g_train = torch.autograd.grad(train_loss(), weights)
+        with torch.no_grad():
+            for w, g, m in zip(weights, g_train, momentum_buffers):
+                step = g + weight_decay * w
+                if m is not None:
+                    step = step + momentum * m
+                w.sub_(xi * step)
+        # 2. gradients of L_val at w'
+        loss = val_loss()
+        grads = torch.autograd.grad(loss, arch + weights)
+        d_arch, v = list(grads[: len(arch)]), list(grads[len(arch):])
+        # 3. finite-difference Hessian-vector product at the original w
+        eps = r / torch.sqrt(sum((g * g).sum() for g in v))
+        _set(weights, [w + eps * g for w, g in zip(original, v)])
+        g_pos = torch.autograd.grad(train_loss(), arch)
+        _set(weights, [w - eps * g for w, g in zip(original, v)])
+        g_neg = torch.autograd.grad(train_loss(), arch)
+        hvp = [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]
+        return loss.detach(), [d - xi * h for d, h in zip(d_arch, hvp)]
+    finally:
+        _set(weights, original)
+        _set(list(model.buffers()), buffers)

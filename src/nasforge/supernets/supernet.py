@@ -1,0 +1,201 @@
+"""The weight-sharing network of a DARTS-style cell space (METHODS.md §1.2–1.4).
+
+Architecture parameters are registered ``nn.Parameter``s, one ``[edges, ops]`` matrix per cell key ("normal"
+and "reduce" when cells are shared by type, "cell0", "cell1", ... when every cell has its own), created in a
+fixed order so that checkpoints and optimizers see them deterministically. A boolean ``alive`` buffer of the
+same shape says which ops exist: removed ops are never instantiated (P-DARTS stages) or are deleted for good
+(GOLD-NAS pruning), and get weight exactly 0.
+
+Speed habits (DESIGN.md): `none` is never computed (its output is zero; it still takes part in the softmax
+normaliser through its alpha); the ReLU that starts every conv op is computed once per source node and
+shared by all its outgoing edges; op weights are computed once per forward, not once per edge.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_input
+from ..spaces import DartsSpace
+from .weighting import WEIGHTINGS
+
+__all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions"]
+
+
+def reduction_positions(layers: int) -> tuple[int, ...]:
+    """Cells ⌊L/3⌋ and ⌊2L/3⌋ reduce resolution (DARTS); fewer than 3 cells get one reduction at the middle."""
+    if layers >= 3:
+        return (layers // 3, 2 * layers // 3)
+    return (layers // 2,) if layers == 2 else ()
+
+
+class MixedEdge(nn.Module):
+    """The ops of one edge; output = Σ_k w_k · op_k(x) over the instantiated (alive, non-`none`) ops."""
+
+    def __init__(self, op_names: Sequence[str], alive: Sequence[bool], channels: int, stride: int) -> None:
+        super().__init__()
+        self.columns: list[int] = []  # column of each instantiated op in the edge's weight row
+        ops = []
+        for col, (name, on) in enumerate(zip(op_names, alive)):
+            if on and name != "none":
+                ops.append(create_op(name, channels, stride, affine=False, search=True, relu=False))
+                self.columns.append(col)
+        self.ops = nn.ModuleList(ops)
+        self.skip_dropout = 0.0  # P-DARTS: element-wise dropout after identity skip-connects
+
+    def forward(self, x: torch.Tensor, x_relu: Callable[[], torch.Tensor], w: torch.Tensor) -> torch.Tensor | None:
+        out: torch.Tensor | None = None
+        for col, op in zip(self.columns, self.ops):
+            y = op(x_relu() if wants_relu_input(op) else x)
+            if isinstance(op, Identity) and self.skip_dropout > 0 and self.training:
+                y = F.dropout(y, self.skip_dropout)
+            y = w[col] * y
+            out = y if out is None else out + y
+        return out
+
+    def remove(self, col: int) -> None:
+        """Delete the op of column ``col`` for good (its parameters disappear from the module)."""
+        if col not in self.columns:
+            return
+        i = self.columns.index(col)
+        del self.columns[i]
+        del self.ops[i]
+
+
+class SearchCell(nn.Module):
+    """A search cell: preprocess both inputs, then every node sums its mixed edges."""
+
+    def __init__(self, space: DartsSpace, c_prev_prev: int, c_prev: int, channels: int, reduction: bool,
+                 reduction_prev: bool, alive: torch.Tensor) -> None:
+        super().__init__()
+        self.space = space
+        self.reduction = reduction
+        self.preprocess0 = (FactorizedReduce(c_prev_prev, channels, affine=False) if reduction_prev
+                            else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedEdge(space.ops, alive[i].tolist(), channels, 2 if reduction and src < space.n_inputs else 1)
+            for i, (src, _) in enumerate(space.edges))
+        self.multiplier = space.nodes
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        relu_cache: dict[int, torch.Tensor] = {}
+
+        def relu_of(i: int) -> Callable[[], torch.Tensor]:
+            def get() -> torch.Tensor:
+                if i not in relu_cache:
+                    relu_cache[i] = F.relu(states[i])
+                return relu_cache[i]
+            return get
+
+        e = 0
+        for j in range(self.space.nodes):
+            node: torch.Tensor | None = None
+            for src in range(self.space.n_inputs + j):
+                y = self.edges[e](states[src], relu_of(src), weights[e])
+                e += 1
+                if y is not None:
+                    node = y if node is None else node + y
+            if node is None:  # every op into this node was `none` or removed: the node is zero
+                ref = states[-1] if not self.reduction else states[0][:, :, ::2, ::2]
+                node = torch.zeros_like(ref)
+            states.append(node)
+        return torch.cat(states[self.space.n_inputs:], dim=1)
+
+
+class SuperNet(nn.Module):
+    """DARTS search network: stem, ``layers`` search cells (reductions at ⌊L/3⌋, ⌊2L/3⌋), pool, classifier.
+
+    Args:
+        space: the cell space (ops, nodes).
+        channels: initial channels C (16 in the DARTS search).
+        num_classes: classifier outputs.
+        layers: number of cells (8 in the DARTS search).
+        in_channels: image channels (3 for CIFAR, 1 for digits/MNIST).
+        weighting: name in ``WEIGHTINGS`` (softmax for DARTS, sigmoid for GOLD-NAS).
+        alive: per cell key, a bool ``[edges, ops]`` mask of the ops to instantiate (default: all).
+        share_cells: True = one architecture per cell type (DARTS); False = one per cell (GOLD-NAS).
+        generator: draws the initial alphas, 1e-3·N(0, 1) as in DARTS.
+    """
+
+    def __init__(self, space: DartsSpace, channels: int, num_classes: int, layers: int, in_channels: int = 3,
+                 stem_multiplier: int = 3, weighting: str = "softmax",
+                 alive: dict[str, torch.Tensor] | None = None, share_cells: bool = True,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.space = space
+        self.layers = layers
+        self.weighting_name = weighting
+        self._weighting = WEIGHTINGS.get(weighting)
+        self.share_cells = share_cells
+        reductions = reduction_positions(layers)
+        self.cell_keys = [("reduce" if i in reductions else "normal") if share_cells else f"cell{i}"
+                          for i in range(layers)]
+        keys = list(dict.fromkeys(["normal", "reduce"] if share_cells else self.cell_keys))
+        n_edges, n_ops = len(space.edges), len(space.ops)
+        self.alphas = nn.ParameterDict({
+            k: nn.Parameter(1e-3 * torch.randn(n_edges, n_ops, generator=generator)) for k in keys})
+        for k in keys:
+            mask = torch.ones(n_edges, n_ops, dtype=torch.bool) if alive is None else alive[k].clone().bool()
+            self.register_buffer(f"alive_{k}", mask)
+
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                c_curr *= 2
+            cell = SearchCell(space, c_prev_prev, c_prev, c_curr, reduction, reduction_prev,
+                              self.alive(self.cell_keys[i]))
+            self.cells.append(cell)
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    # -- architecture ------------------------------------------------------------------------------------
+    def alive(self, key: str) -> torch.Tensor:
+        return getattr(self, f"alive_{key}")
+
+    def arch_keys(self) -> list[str]:
+        return list(self.alphas.keys())
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """Architecture parameters in a fixed order (cell keys in creation order)."""
+        return [self.alphas[k] for k in self.alphas.keys()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """Per cell key, the ``[edges, ops]`` op weights (0 for removed ops)."""
+        return {k: self._weighting(self.alphas[k], self.alive(k)) for k in self.alphas.keys()}
+
+    def remove_op(self, key: str, edge: int, col: int) -> None:
+        """Remove op ``col`` of ``edge`` from every cell using ``key``, for good."""
+        self.alive(key)[edge, col] = False
+        for cell, k in zip(self.cells, self.cell_keys):
+            if k == key:
+                cell.edges[edge].remove(col)
+
+    def set_skip_dropout(self, p: float) -> None:
+        for cell in self.cells:
+            for edge in cell.edges:
+                edge.skip_dropout = p
+
+    # -- forward -----------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.op_weights()
+        s0 = s1 = self.stem(x)
+        for cell, key in zip(self.cells, self.cell_keys):
+            s0, s1 = s1, cell(s0, s1, weights[key])
+        return self.classifier(torch.flatten(self.global_pooling(s1), 1))

@@ -1,0 +1,6 @@
+"""The one trainer for stand-alone networks and the evaluation helpers shared with the search loop."""
+
+from .evaluate import EpochMeter, check_finite, evaluate
+from .streams import make_stream
+
+__all__ = ["evaluate", "check_finite", "EpochMeter", "make_stream"]

@@ -1,0 +1,121 @@
+"""The one trainer for stand-alone networks: the evaluation recipe of the DARTS family (METHODS.md §1.5).
+
+SGD with momentum and a per-epoch learning-rate schedule (cosine for CIFAR, ×0.97 per epoch for ImageNet),
+cutout, drop-path ramped linearly from 0 to ``drop_path`` over the epochs, the auxiliary head's loss weighted
+by ``aux_weight``, gradient norm clipping, optional label smoothing. Test accuracy on the official test split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .._rng import get_rng_state, set_rng_state
+from ..config import RunConfig, TrainConfig, to_dict
+from ..data import ImageDataset
+from ..errors import ConfigError
+from ..run import RunDir
+from .evaluate import EpochMeter, check_finite, evaluate
+from .streams import make_stream
+
+__all__ = ["TrainOutcome", "train_network", "epoch_lr"]
+
+
+@dataclass
+class TrainOutcome:
+    test_acc: float
+    test_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate of ``epoch`` (0-based) under ``cfg.lr_schedule``."""
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    if cfg.lr_schedule == "exponential":
+        return cfg.lr * cfg.lr_gamma ** epoch
+    if cfg.lr_schedule == "linear":
+        return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 - epoch / cfg.epochs)
+    raise ConfigError(f"train.lr_schedule must be cosine, exponential or linear, got {cfg.lr_schedule!r}")
+
+
+def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDir) -> TrainOutcome:
+    """Train ``net`` (already on the device) from scratch on the training split; test on the test split."""
+    tc = cfg.train
+    epoch_lr(tc, 0)  # validate the schedule name before any work
+    device = data.x_train.device
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    stream = make_stream(data, cfg, None, gen, True, cfg.data.batch_size)
+    optimizer = torch.optim.SGD(net.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    config_dict = to_dict(cfg)
+    outcome = TrainOutcome(test_acc=float("nan"), test_loss=float("nan"))
+    start = 0
+    if run.resume:
+        state = run.load_checkpoint(config_dict, map_location=device)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        stream.load_state_dict(state["stream"])
+        set_rng_state(state["rng"])
+        start, outcome.wall_s, outcome.history = state["epoch"], state["wall_s"], state["history"]
+        run.truncate_metrics(len(outcome.history))
+        run.log(f"resumed training at epoch {start}/{tc.epochs}")
+    else:
+        run.log(f"training for {tc.epochs} epochs of {stream.batches_per_epoch} steps")
+
+    for epoch in range(start, tc.epochs):
+        t0 = time.perf_counter()
+        lr = epoch_lr(tc, epoch)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        net.drop_path_prob = tc.drop_path * epoch / tc.epochs
+        net.train()
+        meter = EpochMeter()
+        bar = tqdm(range(stream.batches_per_epoch), desc=f"train epoch {epoch + 1}/{tc.epochs}", leave=False,
+                   disable=not cfg.loop.progress, unit="step")
+        for step in bar:
+            x, y = stream.next_batch()
+            logits, aux = net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
+            if aux is not None and tc.aux_weight > 0:
+                loss = loss + tc.aux_weight * F.cross_entropy(aux, y, label_smoothing=tc.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+            optimizer.step()
+            value = float(loss)
+            check_finite(value, f"epoch {epoch + 1}, step {step + 1}",
+                         "lower the learning rate (e.g. --set train.lr=0.01) or check the data")
+            meter.update({"loss": value, "acc": 100.0 * float((logits.argmax(1) == y).float().mean())})
+            bar.set_postfix(loss=f"{value:.3f}")
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "drop_path": net.drop_path_prob,
+                               **{f"train_{k}": v for k, v in meter.means().items()}}
+        last = epoch + 1 == tc.epochs
+        if last or (cfg.loop.valid_every and (epoch + 1) % cfg.loop.valid_every == 0):
+            test = make_stream(data, cfg, None, gen, False, cfg.data.eval_batch_size, split="test", augment=False)
+            res = evaluate(net, test.iter_epoch(), 0 if last else cfg.loop.valid_batches)
+            row.update(test_loss=res["loss"], test_acc=res["acc"])
+            if last:
+                outcome.test_acc, outcome.test_loss = res["acc"], res["loss"]
+        epoch_s = time.perf_counter() - t0
+        outcome.wall_s += epoch_s
+        row.update(epoch_s=epoch_s, wall_s=outcome.wall_s)
+        outcome.history.append(row)
+        run.append_metrics(row)
+        run.log(f"epoch {epoch + 1}/{tc.epochs}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k not in ("wall_s", "drop_path")))
+        run.save_checkpoint({"epoch": epoch + 1, "wall_s": outcome.wall_s, "model": net.state_dict(),
+                             "optimizer": optimizer.state_dict(), "stream": stream.state_dict(),
+                             "rng": get_rng_state(device), "history": outcome.history}, config_dict)
+    if start >= tc.epochs and outcome.history:  # resumed a finished run: report its final numbers
+        outcome.test_acc = outcome.history[-1].get("test_acc", float("nan"))
+        outcome.test_loss = outcome.history[-1].get("test_loss", float("nan"))
+    return outcome
