@@ -35,7 +35,7 @@ _RESUME_FREE_KEYS = {"device", "data.data_dir", "data.download", "loop.progress"
 
 
 def environment_info(device: str) -> dict[str, Any]:
-    return {"nasforge_version": __version__, "git_commit": _git_commit(), "torch": torch.__version__,
+    return {"nasforge_version": __version__, "git_commit": _git_commit(), "torch": str(torch.__version__),
             "python": platform.python_version(), "device": device, "host": platform.node()}
 
 

@@ -7,10 +7,12 @@ identical and the ReLU (and its saved activation) is computed once instead of on
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
-__all__ = ["ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "Conv7x1_1x7", "Zero", "Identity", "Pool"]
+__all__ = ["split_final_bn", "ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "Conv7x1_1x7", "Zero", "Identity", "Pool"]
 
 
 def _maybe_relu(relu: bool) -> list[nn.Module]:
@@ -81,12 +83,15 @@ class FactorizedReduce(nn.Module):
         self.wants_relu_input = not relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.pre_bn(x))
+
+    def pre_bn(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # the shifted branch sees x[1:, 1:]; for odd sizes pad so both branches agree in shape
         shifted = x[:, :, 1:, 1:]
         if x.shape[-1] % 2:
             shifted = nn.functional.pad(shifted, (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)
 
 
 class Zero(nn.Module):
@@ -121,3 +126,22 @@ class Pool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
         return self.bn(x) if self.bn is not None else x
+
+    def pre_bn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+def split_final_bn(op: nn.Module) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], nn.BatchNorm2d] | None:
+    """Split ``op`` into (the steps before its final BatchNorm, that BatchNorm), or None if it does not end in
+    one. The steps are modules or bound methods (so copies of the op stay consistent); applying them in order
+    and then the BN equals ``op(x)``. Lets a supernet fold an architecture weight into the BN's scale."""
+    if isinstance(op, nn.Sequential) and len(op):
+        head, last = list(op)[:-1], op[-1]
+        if isinstance(last, nn.BatchNorm2d):
+            return head, last
+        split = split_final_bn(last)
+        return None if split is None else (head + split[0], split[1])
+    bn = getattr(op, "bn", None)
+    if isinstance(bn, nn.BatchNorm2d) and hasattr(op, "pre_bn"):
+        return [op.pre_bn], bn
+    return None

@@ -70,7 +70,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
         strategy.model.train()
         meter = EpochMeter()
         bar = tqdm(range(steps), desc=f"search epoch {epoch + 1}/{strategy.epochs}", leave=False,
-                   disable=not cfg.loop.progress, unit="step")
+                   disable=None if cfg.loop.progress else True, unit="step")
         for step in bar:
             val_batch = val_stream.next_batch() if strategy.needs_val_batch else None
             metrics = strategy.step(train_stream.next_batch(), val_batch)

@@ -79,7 +79,7 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
         net.train()
         meter = EpochMeter()
         bar = tqdm(range(stream.batches_per_epoch), desc=f"train epoch {epoch + 1}/{tc.epochs}", leave=False,
-                   disable=not cfg.loop.progress, unit="step")
+                   disable=None if cfg.loop.progress else True, unit="step")
         for step in bar:
             x, y = stream.next_batch()
             logits, aux = net(x)
