@@ -91,7 +91,7 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
             if tc.grad_clip > 0:
                 nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
             optimizer.step()
-            value = float(loss)
+            value = float(loss.detach())
             check_finite(value, f"epoch {epoch + 1}, step {step + 1}",
                          "lower the learning rate (e.g. --set train.lr=0.01) or check the data")
             meter.update({"loss": value, "acc": 100.0 * float((logits.argmax(1) == y).float().mean())})
