@@ -29,7 +29,7 @@ from .report import write_search_report, write_train_report
 from .run import RunDir, environment_info
 from .search import run_search
 from .strategies import STRATEGIES, SearchContext
-from .training.trainer import train_network
+from .training.trainer import epoch_lr, train_network
 
 __all__ = ["search", "train", "describe", "SearchResult", "resolve_config", "load_data"]
 
@@ -123,13 +123,19 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
         raise ConfigError(f"the preset sets method {cfg.method!r} but {method!r} was asked for")
     if resume and out is None:
         raise ConfigError("--resume needs --out pointing at the folder of the run to continue")
+    out = Path(out) if out is not None else _default_out("search", method, cfg.data.dataset)
+    RunDir.check(out, resume)
     dev = _device(cfg.device)
     data = load_data(cfg, dev, progress)
     ctx = SearchContext(num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size,
                         steps_per_epoch=0, device=dev, generator=torch.Generator().manual_seed(cfg.seed))
     with _seeded(cfg.seed, cfg.deterministic, dev):
         strategy = strategy_cls(cfg.search, ctx)
-        run = RunDir(out or _default_out("search", method, cfg.data.dataset), "search", resume=resume)
+        _log.info(f"nasforge: {method} search, preset '{preset}', on {cfg.data.dataset} ({data.num_classes} classes, "
+                  f"{len(data.y_train)} training images), device {dev}"
+                  + (" — the embedded default; use --dataset cifar10 --preset paper for the paper's search"
+                     if preset == "tiny" and cfg.data.dataset == "digits" else ""))
+        run = RunDir(out, "search", resume=resume)
         try:
             run.write_config(to_dict(cfg), environment_info(str(dev)))
             outcome = run_search(strategy, data, cfg, run)
@@ -171,8 +177,13 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
         "loop.progress": progress})
     if resume and out is None:
         raise ConfigError("--resume needs --out pointing at the folder of the run to continue")
+    epoch_lr(cfg.train, 0)  # an unknown schedule fails here, before any work
+    out = Path(out) if out is not None else _default_out("train", g.hash()[:8], cfg.data.dataset)
+    RunDir.check(out, resume)
     dev = _device(cfg.device)
     data = load_data(cfg, dev, progress)
+    _log.info(f"nasforge: training {g.hash()[:8]}, preset '{preset}', on {cfg.data.dataset} ({len(data.y_train)} "
+              f"training images), device {dev}")
     tc = cfg.train
     with _seeded(cfg.seed, cfg.deterministic, dev):
         net = build_network(g, dataset_kind=tc.network, num_classes=data.num_classes,
@@ -181,7 +192,7 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
         params = count_params(net)
         macs = count_macs(net, (data.in_channels, data.image_size, data.image_size))
         net = net.to(dev)
-        run = RunDir(out or _default_out("train", g.hash()[:8], cfg.data.dataset), "train", resume=resume)
+        run = RunDir(out, "train", resume=resume)
         try:
             run.write_config({**to_dict(cfg), "genotype": g.to_dict()}, environment_info(str(dev)))
             save_genotype(g, run.path / "genotype.json")

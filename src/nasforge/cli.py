@@ -90,12 +90,6 @@ def _run(args: argparse.Namespace) -> int:
     from . import api
 
     if args.command == "search":
-        import nasforge.strategies  # noqa: F401 - registers the methods
-
-        no_options = len(sys.argv) <= 2 and not args.dataset
-        if no_options or (args.preset == "tiny" and not args.dataset):
-            print(f"nasforge: running the 'tiny' {args.method} preset on the embedded 'digits' dataset "
-                  f"(use --dataset cifar10 --preset paper for the paper's search)", file=sys.stderr)
         result = api.search(method=args.method, dataset=args.dataset, preset=args.preset, out=args.out,
                             seed=args.seed, device=args.device, resume=args.resume, overrides=args.overrides,
                             data_dir=args.data_dir, progress=not args.no_progress)

@@ -125,6 +125,11 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {value!r} ({type(value).__name__})")
     if tp in (int, float, str) and (not isinstance(value, tp) or isinstance(value, bool)):
@@ -135,7 +140,7 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
 def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else f"; valid keys: {', '.join(known)}"
-    return ConfigError(f"unknown config key {prefix}{key!r}{hint}")
+    return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
 
 
 def from_dict(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:

@@ -56,13 +56,7 @@ class RunDir:
         self.path = Path(path)
         self.kind = kind
         self.resume = resume
-        ckpt = self.checkpoint_path
-        if resume and not ckpt.is_file():
-            raise CheckpointError(f"--resume: no checkpoint at {ckpt}; start the run without --resume, or point "
-                                  f"--out at the folder of the run to continue")
-        if not resume and (ckpt.is_file() or (self.path / "config.yaml").is_file()):
-            raise NasforgeError(f"{self.path} already holds a run; pass --resume to continue it, or choose another "
-                                f"--out")
+        self.check(self.path, resume)
         self.path.mkdir(parents=True, exist_ok=True)
         self.logger = logging.getLogger(f"nasforge.run.{id(self)}")
         self.logger.setLevel(logging.INFO)
@@ -70,6 +64,16 @@ class RunDir:
         handler = logging.FileHandler(self.path / "run.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         self.logger.addHandler(handler)
+
+    @staticmethod
+    def check(path: Path, resume: bool) -> None:
+        """Refuse, before any work, to resume without a checkpoint or to overwrite another run."""
+        ckpt = Path(path) / "checkpoints" / "last.pt"
+        if resume and not ckpt.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {ckpt}; start the run without --resume, or point "
+                                  f"--out at the folder of the run to continue")
+        if not resume and (ckpt.is_file() or (Path(path) / "config.yaml").is_file()):
+            raise NasforgeError(f"{path} already holds a run; pass --resume to continue it, or choose another --out")
 
     @property
     def checkpoint_path(self) -> Path:
