@@ -9,6 +9,7 @@ errors with a suggestion, never silently accepted.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import types
@@ -21,7 +22,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "apply_overrides",
+__all__ = ["DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
            "parse_overrides", "to_dict", "from_dict", "preset_names", "config_diff"]
 
 
@@ -115,7 +116,7 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
         if value is None:
             return None
         raise ConfigError(f"{key}: expected null, got {value!r}")
-    if origin in (list, Sequence, tuple):
+    if origin in (list, Sequence, tuple, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r} ({type(value).__name__}); write e.g. "
                               f"{key}=[a,b]")
@@ -145,7 +146,7 @@ def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
 
 def from_dict(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, strictly: unknown keys and wrong types raise ConfigError."""
-    data = data or {}
+    data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)

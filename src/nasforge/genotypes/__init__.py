@@ -25,25 +25,31 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
     if text.startswith("{"):
         return Genotype.from_json(text)
     path = Path(text).expanduser()
-    if path.is_dir() and (path / "genotype.json").is_file():
-        path = path / "genotype.json"
-    if path.is_file():
+    try:
+        if path.is_dir() and (path / "genotype.json").is_file():
+            path = path / "genotype.json"
+        is_file = path.is_file()
+    except OSError:  # e.g. a long text that is not a path: "File name too long"
+        is_file = False
+    if is_file:
         try:
-            content = path.read_text()
+            content = path.read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise GenotypeError(f"cannot read genotype file {path}: {exc}") from None
+        if not content:
+            raise GenotypeError(f"{path}: the file is empty; write a genotype as JSON or Genotype(...) text")
+        if not (content.startswith("{") or looks_like_darts_text(content)):
+            raise GenotypeError(f"{path}: not a genotype file (expected JSON or Genotype(...) text, found "
+                                f"{content[:40]!r}{'...' if len(content) > 40 else ''})")
         try:
-            return load_genotype(content) if content.strip() else _empty(path)
+            return load_genotype(content)
         except GenotypeError as exc:
             raise GenotypeError(f"{path}: {exc}") from None
     if text in PUBLISHED or text.lower() in {k.lower() for k in PUBLISHED}:
         return published(text)
-    raise GenotypeError(f"{text!r} is not a genotype file, a published name ({', '.join(published_names())}), "
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise GenotypeError(f"{shown!r} is not a genotype file, a published name ({', '.join(published_names())}), "
                         f"a Genotype(...) text or JSON")
-
-
-def _empty(path: Path) -> Genotype:
-    raise GenotypeError("the file is empty; write a genotype as JSON or Genotype(...) text")
 
 
 def save_genotype(genotype: Genotype, path: "str | Path") -> None:

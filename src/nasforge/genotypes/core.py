@@ -50,7 +50,7 @@ class Edge:
     op: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.src, int) or not isinstance(self.dst, int) or isinstance(self.src, bool):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in (self.src, self.dst)):
             raise GenotypeError(f"edge {self.op!r}: node indices must be integers, got src={self.src!r}, "
                                 f"dst={self.dst!r}")
         if not isinstance(self.op, str):
@@ -93,8 +93,8 @@ class CellArch:
 
     def _validate(self) -> None:
         where = f"{self.name} cell"
-        if self.n_inputs < 1:
-            raise GenotypeError(f"{where}: n_inputs must be >= 1, got {self.n_inputs}")
+        if not isinstance(self.n_inputs, int) or isinstance(self.n_inputs, bool) or self.n_inputs < 1:
+            raise GenotypeError(f"{where}: n_inputs must be an integer >= 1, got {self.n_inputs!r}")
         if not self.edges:
             raise GenotypeError(f"{where}: has no edges; every intermediate node needs at least one input")
         for e in self.edges:
@@ -107,6 +107,12 @@ class CellArch:
             if not 0 <= e.src < e.dst:
                 raise GenotypeError(f"{where}, edge {e.src}->{e.dst} ({e.op}): source must be an earlier node "
                                     f"(0 <= src < dst)")
+        top = max([e.dst for e in self.edges] + [self.n_inputs - 1])
+        for n in self.concat:
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise GenotypeError(f"{where}: concat entry {n!r} is not a node index (an integer)")
+            if not 0 <= n <= top:
+                raise GenotypeError(f"{where}: concat node {n} does not exist (nodes are 0..{top})")
         # The same (src, dst, op) may appear twice: NASNet's normal cell sums two avg-pools of one input.
         for node in self.nodes:
             if not self.inputs_of(node):
@@ -114,7 +120,7 @@ class CellArch:
         if not self.concat:
             raise GenotypeError(f"{where}: concat is empty; list the nodes whose outputs form the cell output")
         for n in self.concat:
-            if not isinstance(n, int) or not 0 <= n < self.n_inputs + self.n_nodes:
+            if not 0 <= n < self.n_inputs + self.n_nodes:
                 raise GenotypeError(f"{where}: concat node {n!r} does not exist (nodes are 0.."
                                     f"{self.n_inputs + self.n_nodes - 1})")
         if len(set(self.concat)) != len(self.concat):
@@ -139,8 +145,12 @@ class CellArch:
                                 f"reduction, n_inputs")
         if "edges" not in data or "concat" not in data:
             raise GenotypeError(f"{name} cell: needs both 'edges' and 'concat'")
+        if not isinstance(data["edges"], (list, tuple)) or not isinstance(data["concat"], (list, tuple)):
+            raise GenotypeError(f"{name} cell: 'edges' and 'concat' must be lists")
+        if not isinstance(data.get("reduction", False), bool):
+            raise GenotypeError(f"{name} cell: 'reduction' must be true or false, got {data['reduction']!r}")
         return cls(edges=tuple(_as_edge(e, name) for e in data["edges"]), concat=tuple(data["concat"]),
-                   reduction=bool(data.get("reduction", False)), n_inputs=int(data.get("n_inputs", 2)), name=name)
+                   reduction=data.get("reduction", False), n_inputs=data.get("n_inputs", 2), name=name)
 
     def canonical(self) -> tuple:
         """A form equal for isomorphic cells: minimum over relabelings of the intermediate nodes."""
@@ -271,7 +281,7 @@ def _as_edge(e: Any, where: str) -> Edge:
         return e
     if isinstance(e, Mapping):
         try:
-            return Edge(int(e["src"]), int(e["dst"]), e["op"])
+            return Edge(e["src"], e["dst"], e["op"])
         except KeyError as exc:
             raise GenotypeError(f"{where} cell: edge {dict(e)} lacks {exc}; give src, dst and op") from None
     if isinstance(e, (list, tuple)) and len(e) == 3:

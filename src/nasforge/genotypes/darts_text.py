@@ -16,6 +16,7 @@ from .core import CellArch, Edge, Genotype
 __all__ = ["from_darts_text", "to_darts_text", "from_darts_pairs", "looks_like_darts_text"]
 
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+_MAX_RANGE = 1000  # concat ranges are a handful of node indices; refuse to materialise huge ones
 
 
 def looks_like_darts_text(text: str) -> bool:
@@ -31,6 +32,10 @@ def from_darts_pairs(normal: Sequence[Sequence[Any]], normal_concat: Sequence[in
 
 def _cell_from_pairs(pairs: Sequence[Sequence[Any]], concat: Sequence[int], reduction: bool,
                      name: str) -> CellArch:
+    if not isinstance(pairs, (list, tuple)):
+        raise GenotypeError(f"{name} cell: expected a list of (op, input) pairs, got {pairs!r}")
+    if not isinstance(concat, (list, tuple, range)):
+        raise GenotypeError(f"{name} cell: concat must be a list of node indices, got {concat!r}")
     if len(pairs) == 0 or len(pairs) % 2:
         raise GenotypeError(f"{name} cell: needs an even, non-zero number of (op, input) pairs (two per node), "
                             f"got {len(pairs)}")
@@ -54,12 +59,17 @@ def from_darts_text(text: str) -> Genotype:
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
         raise GenotypeError("genotype text must be a call Genotype(normal=..., normal_concat=..., reduce=..., "
                             "reduce_concat=...)")
+    if len(call.args) > len(_FIELDS):
+        raise GenotypeError(f"genotype text: {len(call.args)} positional values, expected at most {len(_FIELDS)} "
+                            f"({', '.join(_FIELDS)})")
     values: dict[str, Any] = {}
     for name, node in zip(_FIELDS, call.args):
         values[name] = _literal(node, name)
     for kw in call.keywords:
         if kw.arg not in _FIELDS:
             raise GenotypeError(f"genotype text: unknown field {kw.arg!r}; expected {', '.join(_FIELDS)}")
+        if kw.arg in values:
+            raise GenotypeError(f"genotype text: field {kw.arg} is given twice")
         values[kw.arg] = _literal(kw.value, kw.arg)
     missing = [f for f in _FIELDS if f not in values]
     if missing:
@@ -70,9 +80,12 @@ def from_darts_text(text: str) -> Genotype:
 def _literal(node: ast.AST, field: str) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
         try:
-            return list(range(*[ast.literal_eval(a) for a in node.args]))
+            r = range(*[ast.literal_eval(a) for a in node.args])
         except (ValueError, TypeError):
             raise GenotypeError(f"genotype text: {field}=range(...) needs integer arguments") from None
+        if node.keywords or len(r) > _MAX_RANGE:
+            raise GenotypeError(f"genotype text: {field}={ast.unparse(node)} is not a range of node indices")
+        return list(r)
     try:
         return ast.literal_eval(node)
     except ValueError:

@@ -69,6 +69,10 @@ class DartsSpace:
         if genotype.sharing != "by_type":
             raise GenotypeError("the DARTS space shares one normal and one reduction cell (sharing 'by_type')")
         for cell in genotype.cells:
+            if cell.n_inputs != self.n_inputs or cell.n_nodes != self.nodes or cell.concat != self.concat:
+                raise GenotypeError(f"{cell.name} cell: has {cell.n_inputs} inputs, {cell.n_nodes} intermediate "
+                                    f"nodes and concat {list(cell.concat)}; this space has {self.n_inputs} inputs, "
+                                    f"{self.nodes} nodes and concat {list(self.concat)}")
             for e in cell.edges:
                 if e.op not in self.ops or e.op == "none":
                     raise GenotypeError(f"{cell.name} cell, edge {e.src}->{e.dst}: op {e.op!r} is not in this "

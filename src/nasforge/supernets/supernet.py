@@ -99,13 +99,16 @@ def _frozen_bn_stats(module: nn.Module) -> Iterator[None]:
     """While an edge is recomputed for backward, its BNs must not update their running statistics again."""
     bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
     momenta = [bn.momentum for bn in bns]
+    counts = [None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone() for bn in bns]
     for bn in bns:
         bn.momentum = 0.0
     try:
         yield
     finally:
-        for bn, m in zip(bns, momenta):
+        for bn, m, n in zip(bns, momenta, counts):
             bn.momentum = m
+            if n is not None:  # the recomputation counted the batch a second time
+                bn.num_batches_tracked.copy_(n)
 
 
 class SearchCell(nn.Module):
