@@ -106,8 +106,8 @@ def test_cell_structure():
 
 
 @pytest.mark.parametrize("cells, sharing, match", [
-    (lambda n, r: (n,), "by_type", r"with sharing 'by_type' give exactly two cells"),
-    (lambda n, r: (n, r, r), "by_type", r"with sharing 'by_type' give exactly two cells"),
+    (lambda n, r: (r,), "by_type", r"or only a normal cell"),
+    (lambda n, r: (n, r, r), "by_type", r"a normal cell \(reduction false\) and then a reduction cell"),
     (lambda n, r: (r, n), "by_type", r"a normal cell \(reduction false\) and then a reduction cell"),
     (lambda n, r: (n, n), "by_type", r"a normal cell \(reduction false\) and then a reduction cell"),
     (lambda n, r: (n, r), "per_cell", r"sharing must be one of \('by_type', 'none'\), got 'per_cell'"),
@@ -118,6 +118,14 @@ def test_genotype_layout_errors(cells, sharing, match):
     g = PUBLISHED["DARTS_V2"]
     with pytest.raises(GenotypeError, match=match):
         Genotype(cells=cells(g.normal, g.reduce), sharing=sharing)
+
+
+def test_single_normal_cell_genotype_for_spaces_with_fixed_reductions():
+    g = Genotype(cells=(PUBLISHED["DARTS_V2"].normal,), space="nb201")
+    assert g.cell_for(3, reduction=False) is g.normal
+    with pytest.raises(GenotypeError, match="no searched reduction cell"):
+        g.cell_for(1, reduction=True)
+    assert Genotype.from_json(g.to_json()) == g
 
 
 def test_unshared_genotype_has_no_single_normal_cell():

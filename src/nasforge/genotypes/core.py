@@ -186,9 +186,13 @@ class Genotype:
             if not isinstance(c, CellArch):
                 raise GenotypeError(f"genotype: cells must be CellArch objects, got {type(c).__name__}")
         if self.sharing == "by_type":
-            if len(self.cells) != 2 or self.cells[0].reduction or not self.cells[1].reduction:
-                raise GenotypeError("genotype: with sharing 'by_type' give exactly two cells, a normal cell "
-                                    "(reduction false) and then a reduction cell (reduction true)")
+            # two cells (normal, reduction) as in DARTS, or one normal cell for spaces whose reductions are fixed
+            # blocks (NAS-Bench-201)
+            shape_ok = (len(self.cells) == 2 and not self.cells[0].reduction and self.cells[1].reduction) or \
+                (len(self.cells) == 1 and not self.cells[0].reduction)
+            if not shape_ok:
+                raise GenotypeError("genotype: with sharing 'by_type' give a normal cell (reduction false) and then "
+                                    "a reduction cell (reduction true), or only a normal cell")
 
     @classmethod
     def from_cells(cls, normal: CellArch, reduce: CellArch, space: str = "darts") -> "Genotype":
@@ -202,6 +206,9 @@ class Genotype:
     @property
     def reduce(self) -> CellArch:
         self._need_shared("reduce")
+        if len(self.cells) < 2:
+            raise GenotypeError(f"this {self.space} genotype has no searched reduction cell (its space reduces "
+                                f"with fixed blocks)")
         return self.cells[1]
 
     def _need_shared(self, what: str) -> None:
@@ -212,7 +219,7 @@ class Genotype:
     def cell_for(self, index: int, reduction: bool) -> CellArch:
         """The cell at network position ``index`` (checks the layout when cells are unshared)."""
         if self.sharing == "by_type":
-            return self.cells[1] if reduction else self.cells[0]
+            return self.reduce if reduction else self.cells[0]
         if index >= len(self.cells):
             raise GenotypeError(f"genotype has {len(self.cells)} unshared cells but the network asks for cell "
                                 f"{index}; build the network with {len(self.cells)} cells")

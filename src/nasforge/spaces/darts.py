@@ -42,9 +42,11 @@ class DartsSpace:
     def concat(self) -> tuple[int, ...]:
         return tuple(range(self.n_inputs, self.n_inputs + self.nodes))
 
-    def derive(self, weights: dict[str, torch.Tensor]) -> Genotype:
-        """The DARTS derivation for both cell types from op weights ``[edges, ops]`` (0 = removed)."""
-        cells = [derive_cell(weights[t], self, reduction=(t == "reduce"), name=t) for t in CELL_TYPES]
+    def derive(self, weights: dict[str, torch.Tensor], alive: dict[str, torch.Tensor] | None = None) -> Genotype:
+        """The DARTS derivation for both cell types from op weights ``[edges, ops]``; removed ops (``alive``
+        False) are never chosen."""
+        cells = [derive_cell(weights[t], self, reduction=(t == "reduce"), name=t,
+                             alive=None if alive is None else alive[t]) for t in CELL_TYPES]
         return Genotype.from_cells(*cells)
 
     def sample(self, generator: torch.Generator) -> Genotype:
@@ -85,11 +87,14 @@ class DartsSpace:
 
 
 def derive_cell(weights: torch.Tensor, space: DartsSpace, reduction: bool, name: str = "cell",
-                exclude: tuple[str, ...] = ("none",)) -> CellArch:
+                exclude: tuple[str, ...] = ("none",), alive: torch.Tensor | None = None) -> CellArch:
     """For each node keep the ``inputs_per_node`` incoming edges whose strongest non-excluded op weighs most,
-    and on each kept edge that op (METHODS.md §1.4). Ties keep the earlier edge/op (stable sort)."""
+    and on each kept edge that op (METHODS.md §1.4). Ties keep the earlier edge/op (stable sort). Ops that
+    ``alive`` marks as removed are never chosen, whatever their weight."""
     w = weights.detach().float().cpu()
-    usable = torch.tensor([op not in exclude for op in space.ops])
+    usable = torch.tensor([op not in exclude for op in space.ops]).expand_as(w)
+    if alive is not None:
+        usable = usable & alive.detach().cpu().bool()
     w = w.masked_fill(~usable, float("-inf"))
     edges: list[Edge] = []
     for j in range(space.nodes):

@@ -155,7 +155,8 @@ class Darts(Strategy):
         return {"loss": float(loss.detach()), "acc": 100.0 * float(acc)}
 
     def export(self) -> Genotype:
-        return self.space.derive({k: w.detach() for k, w in self.net.op_weights().items()})
+        return self.space.derive({k: w.detach() for k, w in self.net.op_weights().items()},
+                                 {k: self.net.alive(k) for k in self.net.arch_keys()})
 
     def arch_weights(self) -> dict[str, torch.Tensor]:
         return {k: w.detach().cpu() for k, w in self.net.op_weights().items()}
