@@ -142,7 +142,9 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
             save_genotype(outcome.genotype, run.path / "genotype.json")
             for name, g in outcome.extra.items():
                 save_genotype(g, run.path / "genotypes" / f"{name}.json")
-            write_search_report(run.path, cfg, outcome, strategy.op_names())
+            if strategy.results():
+                run.write_json("result.json", strategy.results())
+            write_search_report(run.path, cfg, outcome, strategy.op_names(), strategy.report_sections(run.path))
             run.log(f"done in {outcome.wall_s:.1f} s; genotype: {outcome.genotype}")
         finally:
             run.close()

@@ -50,7 +50,8 @@ def _figures(run_dir: Path, genotype: Genotype, history: Sequence[dict[str, Any]
     return lines
 
 
-def write_search_report(run_dir: Path, cfg: RunConfig, outcome: Any, op_names: Sequence[str]) -> Path:
+def write_search_report(run_dir: Path, cfg: RunConfig, outcome: Any, op_names: Sequence[str],
+                        extra_sections: Sequence[str] = ()) -> Path:
     """Summary, derived cells drawn, curves, final weights heat map and the per-epoch table."""
     g: Genotype = outcome.genotype
     last = outcome.history[-1] if outcome.history else {}
@@ -67,6 +68,7 @@ def write_search_report(run_dir: Path, cfg: RunConfig, outcome: Any, op_names: S
         parts.append("Other exported architectures: " + ", ".join(
             f"[`{n}`](genotypes/{n}.json)" for n in outcome.extra) + "\n")
     parts += _figures(run_dir, g, outcome.history, ["train_acc", "valid_acc"], weights, op_names)
+    parts += list(extra_sections)
     parts += ["## Per epoch\n", _table(outcome.history, ["epoch", "train_loss", "train_acc", "valid_loss",
                                                          "valid_acc", "lr", "epoch_s", "genotype_hash"])]
     path = run_dir / "report.md"

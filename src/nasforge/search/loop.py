@@ -44,7 +44,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     gens = [torch.Generator(device=device).manual_seed(cfg.seed + k) for k in (1, 2)]
     train_stream = make_stream(data, cfg, train_idx, gens[0], True, cfg.data.batch_size)
     val_stream = make_stream(data, cfg, val_idx, gens[1], True, cfg.data.batch_size)
-    steps = train_stream.batches_per_epoch
+    steps = strategy.steps_per_epoch or train_stream.batches_per_epoch
     config_dict = to_dict(cfg)
 
     start_epoch, outcome, elapsed = 0, SearchOutcome(genotype=strategy.export()), 0.0
@@ -67,7 +67,8 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     for epoch in range(start_epoch, strategy.epochs):
         t0 = time.perf_counter()
         strategy.begin_epoch(epoch)
-        strategy.model.train()
+        if strategy.has_supernet:
+            strategy.model.train()
         meter = EpochMeter()
         bar = tqdm(range(steps), desc=f"search epoch {epoch + 1}/{strategy.epochs}", leave=False,
                    disable=None if cfg.loop.progress else True, unit="step")
@@ -81,7 +82,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
         events = strategy.end_epoch(epoch)
         row: dict[str, Any] = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in meter.means().items()}}
         last = epoch + 1 == strategy.epochs
-        if last or (cfg.loop.valid_every and (epoch + 1) % cfg.loop.valid_every == 0):
+        if strategy.has_supernet and (last or (cfg.loop.valid_every and (epoch + 1) % cfg.loop.valid_every == 0)):
             val_eval = make_stream(data, cfg, val_idx, gens[1], False, cfg.data.eval_batch_size, augment=False)
             res = evaluate(strategy.model, val_eval.iter_epoch(), cfg.loop.valid_batches)
             row.update(valid_loss=res["loss"], valid_acc=res["acc"])

@@ -42,6 +42,8 @@ class Strategy(ABC):
     Config: ClassVar[type]
     #: False for methods (one-level, training-free) that need no validation batch per step.
     needs_val_batch: ClassVar[bool] = True
+    #: False for methods without a supernet whose accuracy the loop could measure (training-free search).
+    has_supernet: ClassVar[bool] = True
 
     def __init__(self, config: Any, context: SearchContext) -> None:
         self.config = config
@@ -56,6 +58,11 @@ class Strategy(ABC):
     @abstractmethod
     def model(self) -> nn.Module:
         """The network being searched (for evaluation by the loop)."""
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Iterations per epoch; None = one pass over the weight split (the default for supernet methods)."""
+        return None
 
     def begin_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called before the first step of each epoch (learning-rate or dropout schedules)."""
@@ -75,6 +82,14 @@ class Strategy(ABC):
     def extra_exports(self) -> dict[str, Genotype]:
         """Other architectures worth saving (``genotypes/<name>.json``), e.g. per skip cap."""
         return {}
+
+    def results(self) -> dict[str, Any]:
+        """Method-specific results written to the run's ``result.json`` (empty: no file)."""
+        return {}
+
+    def report_sections(self, run_dir: Any) -> list[str]:
+        """Extra markdown for ``report.md`` (figures may be written into ``run_dir``)."""
+        return []
 
     def arch_weights(self) -> dict[str, torch.Tensor]:
         """Per cell key, the op weights ``[edges, ops]`` for reports (empty if the method has none)."""
