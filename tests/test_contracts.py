@@ -25,7 +25,8 @@ C, H = 4, 8  # tiny: channels (even, for FactorizedReduce) and spatial size
 OP_NAMES = sorted(OPS.names())
 WEIGHTING_NAMES = sorted(WEIGHTINGS.names())
 STRATEGY_NAMES = sorted(STRATEGIES.names())
-TINY = {"layers": 3, "channels": 4, "warmup_epochs": 0}  # applied to whichever fields a Config has
+TINY = {"layers": 3, "channels": 4, "warmup_epochs": 0, "stage_layers": [2, 3, 3], "epochs_per_stage": 1}
+# ^ applied to whichever fields a Config has
 
 
 # -- ops ---------------------------------------------------------------------------------------------------------

@@ -8,20 +8,24 @@ from pathlib import Path
 from ..errors import GenotypeError
 from .core import CELL_SHARING, KNOWN_OPS, CellArch, Edge, Genotype, register_op_name
 from .darts_text import from_darts_pairs, from_darts_text, looks_like_darts_text, to_darts_text
+from .nb201_text import from_nb201_text, looks_like_nb201_text, to_nb201_text
 from .published import PUBLISHED, published, published_names
 
 __all__ = ["Edge", "CellArch", "Genotype", "KNOWN_OPS", "CELL_SHARING", "register_op_name", "from_darts_text",
-           "to_darts_text", "from_darts_pairs", "PUBLISHED", "published", "published_names", "load_genotype",
-           "save_genotype"]
+           "to_darts_text", "from_darts_pairs", "from_nb201_text", "to_nb201_text", "PUBLISHED", "published",
+           "published_names", "load_genotype", "save_genotype"]
 
 
 def load_genotype(spec: "str | Path | Genotype") -> Genotype:
-    """Accepts a genotype, a file (JSON or classic text), a published name, classic text or JSON text."""
+    """Accepts a genotype, a file (JSON, classic text or an NB201 string), a published name, classic text, an NB201
+    string ``|op~0|+|...|`` or JSON text."""
     if isinstance(spec, Genotype):
         return spec
     text = str(spec).strip()
     if looks_like_darts_text(text):
         return from_darts_text(text)
+    if looks_like_nb201_text(text):
+        return from_nb201_text(text)
     if text.startswith("{"):
         return Genotype.from_json(text)
     path = Path(text).expanduser()
@@ -38,7 +42,7 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
             raise GenotypeError(f"cannot read genotype file {path}: {exc}") from None
         if not content:
             raise GenotypeError(f"{path}: the file is empty; write a genotype as JSON or Genotype(...) text")
-        if not (content.startswith("{") or looks_like_darts_text(content)):
+        if not (content.startswith("{") or looks_like_darts_text(content) or looks_like_nb201_text(content)):
             raise GenotypeError(f"{path}: not a genotype file (expected JSON or Genotype(...) text, found "
                                 f"{content[:40]!r}{'...' if len(content) > 40 else ''})")
         try:
@@ -49,7 +53,7 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
         return published(text)
     shown = text if len(text) <= 60 else text[:57] + "..."
     raise GenotypeError(f"{shown!r} is not a genotype file, a published name ({', '.join(published_names())}), "
-                        f"a Genotype(...) text or JSON")
+                        f"a Genotype(...) text, an NB201 string |op~0|+|...| or JSON")
 
 
 def save_genotype(genotype: Genotype, path: "str | Path") -> None:

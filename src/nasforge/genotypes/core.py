@@ -274,11 +274,12 @@ class Genotype:
         """Canonical hash: equal for isomorphic genotypes (same cells up to node relabeling)."""
         return hashlib.sha256(repr(self.canonical()).encode()).hexdigest()[:16]
 
-    def __str__(self) -> str:  # the classic text where possible, else JSON
+    def __str__(self) -> str:  # the classic DARTS text or the NB201 string where possible, else JSON
         from .darts_text import to_darts_text
+        from .nb201_text import to_nb201_text
 
         try:
-            return to_darts_text(self)
+            return to_nb201_text(self) if self.space == "nb201" else to_darts_text(self)
         except GenotypeError:
             return self.to_json(indent=None)
 

@@ -172,12 +172,21 @@ def build_network(genotype: Genotype, *, dataset_kind: str = "cifar", num_classe
     """Build the evaluation network for ``genotype``; ``None`` arguments take the dataset kind's DARTS default.
 
     Defaults: ``cifar`` — 10 classes, 20 cells, C=36; ``imagenet`` — 1000 classes, 14 cells, C=48. For
-    unshared genotypes ``layers=None`` means the genotype's own cell count.
+    unshared genotypes ``layers=None`` means the genotype's own cell count. NAS-Bench-201 genotypes get the
+    benchmark's network (:class:`~nasforge.models.nb201.NB201Network`) whatever the dataset kind; there
+    ``layers`` is N, the cells per stage (default 5), and ``channels`` the first stage's width (default 16).
 
     Raises:
         ConfigError: ``dataset_kind`` is not one of :data:`DATASET_KINDS`.
         GenotypeError: an unshared genotype does not have ``layers`` cells, or a cell cannot be built.
     """
+    if dataset_kind not in DATASET_KINDS:
+        raise ConfigError(f"unknown dataset kind {dataset_kind!r}; choose one of: {', '.join(DATASET_KINDS)}")
+    if genotype.space == "nb201":
+        from .nb201 import build_nb201_network
+
+        return build_nb201_network(genotype, num_classes=num_classes, cells_per_stage=layers, channels=channels,
+                                   auxiliary=auxiliary, in_channels=in_channels)
     if dataset_kind == "cifar":
         return NetworkCIFAR(genotype, num_classes=10 if num_classes is None else num_classes, layers=layers,
                             channels=36 if channels is None else channels, auxiliary=auxiliary,

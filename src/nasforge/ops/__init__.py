@@ -17,6 +17,7 @@ from torch import nn
 
 from ..genotypes.core import register_op_name
 from ..registry import Registry
+from .nb201 import NB201_CONVS
 from .primitives import Conv7x1_1x7, DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN, SepConv, Zero
 
 __all__ = ["OPS", "create_op", "DARTS_OPS", "OpFactory", "wants_relu_input", "ReLUConvBN", "FactorizedReduce",
@@ -81,3 +82,5 @@ _register("conv_3x3", _conv(3))
 _register("max_pool_5x5", _pool("max", 5))
 _register("max_pool_7x7", _pool("max", 7))
 _register("avg_pool_5x5", _pool("avg", 5))
+for _name, _factory in NB201_CONVS.items():  # NAS-Bench-201's ReLU-Conv-BN ops (its other three are above)
+    _register(_name, _factory)

@@ -1,5 +1,6 @@
 """Search spaces: what can be searched (ops, nodes, input policy, sharing) and how to derive a genotype."""
 
 from .darts import CELL_TYPES, DartsSpace, derive_cell
+from .nb201 import NB201Arch, NB201Space
 
-__all__ = ["DartsSpace", "derive_cell", "CELL_TYPES"]
+__all__ = ["DartsSpace", "derive_cell", "CELL_TYPES", "NB201Space", "NB201Arch"]

@@ -27,15 +27,14 @@ from ..supernets import SuperNet
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 from .hypergrad import first_order_arch_grads, second_order_arch_grads
 
-__all__ = ["Darts", "DartsConfig", "cosine_lr"]
+__all__ = ["Darts", "DartsConfig", "BilevelConfig", "cosine_lr"]
 
 
 @dataclass
-class DartsConfig:
-    """DARTS search hyper-parameters; defaults are the paper's CIFAR-10 settings (METHODS.md §1.5)."""
+class BilevelConfig:
+    """What every DARTS-style bilevel search shares: the cell space, the two optimizers, memory options.
+    Defaults are DARTS's CIFAR-10 settings (METHODS.md §1.5)."""
 
-    epochs: int = 50
-    layers: int = 8  # cells in the supernet
     channels: int = 16  # initial channels C
     nodes: int = 4  # intermediate nodes per cell
     ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))
@@ -55,6 +54,14 @@ class DartsConfig:
     checkpoint_edges: bool = True  # recompute edge activations in backward: ~2x less peak memory, ~1/3 more time
 
 
+@dataclass
+class DartsConfig(BilevelConfig):
+    """DARTS search hyper-parameters; defaults are the paper's CIFAR-10 settings (METHODS.md §1.5)."""
+
+    epochs: int = 50
+    layers: int = 8  # cells in the supernet
+
+
 def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
     """Cosine annealing from ``base`` (epoch 0) towards ``minimum``, evaluated per epoch as DARTS does."""
     return minimum + 0.5 * (base - minimum) * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
@@ -71,20 +78,29 @@ class Darts(Strategy):
         if config.order not in ("first", "second"):
             raise ConfigError(f"search.order must be 'first' or 'second', got {config.order!r}")
         self.space = DartsSpace(ops=tuple(config.ops), nodes=config.nodes)
-        self.net = self.build_supernet().to(context.device)
-        self.w_optimizer = torch.optim.SGD(self.net.weight_parameters(), lr=config.w_lr,
-                                           momentum=config.w_momentum, weight_decay=config.w_weight_decay)
-        self.a_optimizer = torch.optim.Adam(self.net.arch_parameters(), lr=config.arch_lr,
-                                            betas=(config.arch_beta1, config.arch_beta2),
-                                            weight_decay=config.arch_weight_decay)
         self.epoch = 0
+        self.use_supernet(self.build_supernet(self.initial_layers()))
 
-    def build_supernet(self, alive: dict[str, torch.Tensor] | None = None) -> SuperNet:
+    def initial_layers(self) -> int:
+        return self.config.layers
+
+    def build_supernet(self, layers: int, channels: int | None = None,
+                       alive: dict[str, torch.Tensor] | None = None) -> SuperNet:
+        """A fresh supernet of ``layers`` cells holding only the ``alive`` ops, with fresh alphas."""
         c, ctx = self.config, self.context
-        net = SuperNet(self.space, c.channels, ctx.num_classes, c.layers, in_channels=ctx.in_channels,
+        net = SuperNet(self.space, channels or c.channels, ctx.num_classes, layers, in_channels=ctx.in_channels,
                        weighting=c.weighting, alive=alive, generator=ctx.generator)
         net.set_checkpoint_edges(c.checkpoint_edges)
         return net
+
+    def use_supernet(self, net: SuperNet) -> None:
+        """Search ``net`` from now on, with fresh optimizers (P-DARTS starts every stage this way)."""
+        c = self.config
+        self.net = net.to(self.context.device)
+        self.w_optimizer = torch.optim.SGD(self.net.weight_parameters(), lr=c.w_lr, momentum=c.w_momentum,
+                                           weight_decay=c.w_weight_decay)
+        self.a_optimizer = torch.optim.Adam(self.net.arch_parameters(), lr=c.arch_lr,
+                                            betas=(c.arch_beta1, c.arch_beta2), weight_decay=c.arch_weight_decay)
 
     # -- contract ----------------------------------------------------------------------------------------
     @property
@@ -95,9 +111,13 @@ class Darts(Strategy):
     def model(self) -> nn.Module:
         return self.net
 
+    def schedule_position(self) -> tuple[int, int]:
+        """(epoch within the current schedule, its length): the whole search for DARTS, a stage for P-DARTS."""
+        return self.epoch, self.config.epochs
+
     @property
     def lr(self) -> float:
-        return cosine_lr(self.config.w_lr, self.config.w_lr_min, self.epoch, self.config.epochs)
+        return cosine_lr(self.config.w_lr, self.config.w_lr_min, *self.schedule_position())
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -105,7 +125,7 @@ class Darts(Strategy):
             group["lr"] = self.lr
 
     def searching_arch(self) -> bool:
-        return self.epoch >= self.config.warmup_epochs
+        return self.schedule_position()[0] >= self.config.warmup_epochs
 
     def step(self, train_batch: Batch, val_batch: Batch | None) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -166,13 +186,15 @@ class Darts(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.net.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
-                "a_optimizer": self.a_optimizer.state_dict(), "epoch": self.epoch}
+                "a_optimizer": self.a_optimizer.state_dict(), "epoch": self.epoch,
+                "generator": self.context.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self.epoch = state["epoch"]
+        self.context.generator.set_state(state["generator"])  # later supernets (P-DARTS stages) draw from it
 
 
 STRATEGIES.add("darts", Darts)
