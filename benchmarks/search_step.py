@@ -1,6 +1,11 @@
 """Time DARTS search iterations (architecture step + weight step) on 32×32 inputs; print one JSON line.
 
     python benchmarks/search_step.py --method darts --width 8 --cells 5 --batch 32 --steps 5 [--device cpu]
+    python benchmarks/search_step.py --method pdarts --stage 3 --width 16 --batch 32
+
+``--method pdarts --stage K`` builds stage K's supernet of the ``paper`` preset (its depth, e.g. 17 cells, and
+its number of ops per edge, e.g. 3; which ops survive on each edge is drawn at random with seed 0, `none`
+allowed, as a search could leave them) so that one stage can be timed and its memory measured on its own.
 
 Reports the median seconds per iteration over ``--steps`` timed iterations after ``--warmup`` untimed ones,
 images per second, peak resident memory of the process (and peak CUDA memory on a GPU). Random inputs: the
@@ -33,7 +38,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="darts")
     p.add_argument("--width", type=int, default=16, help="initial channels C")
-    p.add_argument("--cells", type=int, default=8)
+    p.add_argument("--cells", type=int, default=None, help="cells (default: 8, or the P-DARTS stage's depth)")
+    p.add_argument("--stage", type=int, default=None, help="P-DARTS: build this stage's supernet (1-based)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -47,16 +53,39 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     strategy_cls = STRATEGIES.get(args.method)
-    from nasforge.config import from_dict, parse_overrides
+    from nasforge.config import from_dict, parse_overrides, preset_dict
 
-    raw = {"layers": args.cells, "channels": args.width, "order": args.order,
-           **parse_overrides(args.overrides).get("search", {})}
-    cfg = from_dict(strategy_cls.Config, raw, "search.")
+    fields = {f for f in strategy_cls.Config.__dataclass_fields__}
+    raw = dict(preset_dict(args.method, "paper").get("search", {}))
+    raw.update({"channels": args.width, "order": args.order, "warmup_epochs": 0})
+    if "layers" in fields:
+        raw["layers"] = args.cells or 8
+    raw.update(parse_overrides(args.overrides).get("search", {}))
+    cfg = from_dict(strategy_cls.Config, {k: v for k, v in raw.items() if k in fields}, "search.")
     torch.manual_seed(0)
     ctx = SearchContext(num_classes=10, in_channels=3, image_size=32, steps_per_epoch=1, device=device,
                         generator=torch.Generator().manual_seed(0))
     strategy = strategy_cls(cfg, ctx)
-    strategy.begin_epoch(0)
+    cells = args.cells or getattr(cfg, "layers", None)
+    if args.stage is not None:
+        if not hasattr(strategy, "enter_stage"):
+            p.error(f"--stage needs a staged method (pdarts), not {args.method}")
+        stage = args.stage - 1
+        keep = cfg.stage_ops[stage]
+        g = torch.Generator().manual_seed(0)
+        alive = {}
+        for key in ("normal", "reduce"):
+            mask = torch.zeros(len(strategy.space.edges), len(strategy.space.ops), dtype=torch.bool)
+            for e in range(mask.shape[0]):
+                mask[e, torch.randperm(mask.shape[1], generator=g)[:keep]] = True
+            alive[key] = mask
+        if args.cells:
+            cfg.stage_layers[stage] = args.cells
+        strategy.enter_stage(stage, None if keep == len(strategy.space.ops) else alive)
+        strategy.epoch = stage * cfg.epochs_per_stage
+        cells = cfg.stage_layers[stage]
+    else:
+        strategy.begin_epoch(0)
     g = torch.Generator(device=device).manual_seed(1)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +104,9 @@ def main() -> None:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     s = statistics.median(times)
-    out = {"method": args.method, "order": args.order, "width": args.width, "cells": args.cells,
+    out = {"method": args.method, "stage": args.stage, "order": args.order, "width": args.width, "cells": cells,
+           "ops_per_edge": int(strategy.net.alive("normal").sum(1).float().mean()),
+           "checkpoint_edges": bool(getattr(cfg, "checkpoint_edges", False)),
            "batch": args.batch, "steps": args.steps, "device": str(device), "threads": torch.get_num_threads(),
            "s_per_iter": round(s, 4), "s_per_iter_min": round(min(times), 4),
            "images_per_s": round(args.batch / s, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
