@@ -65,6 +65,9 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
                 f"({len(train_idx)} images for weights, {len(val_idx)} for the architecture)")
 
     for epoch in range(start_epoch, strategy.epochs):
+        if strategy.should_stop():
+            run.log(f"stopping before epoch {epoch + 1}: {strategy.name} reached its target")
+            break
         t0 = time.perf_counter()
         strategy.begin_epoch(epoch)
         if strategy.has_supernet:
@@ -86,6 +89,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
             val_eval = make_stream(data, cfg, val_idx, gens[1], False, cfg.data.eval_batch_size, augment=False)
             res = evaluate(strategy.model, val_eval.iter_epoch(), cfg.loop.valid_batches)
             row.update(valid_loss=res["loss"], valid_acc=res["acc"])
+        row.update(strategy.epoch_metrics())
         genotype = strategy.export()
         epoch_s = time.perf_counter() - t0
         elapsed += epoch_s
@@ -93,6 +97,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
                    events=events)
         if hasattr(strategy, "lr"):
             row["lr"] = strategy.lr
+        strategy.on_epoch_row(row)
         outcome.history.append(row)
         outcome.arch_history.append({k: w.tolist() for k, w in strategy.arch_weights().items()})
         run.append_metrics(row)

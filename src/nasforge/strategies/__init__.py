@@ -2,6 +2,10 @@
 
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 from .darts import BilevelConfig, Darts, DartsConfig
+from .gold_nas import GoldNas, GoldNasConfig
+from .knas import Knas, KnasConfig
 from .pdarts import PDarts, PDartsConfig
+from .random_search import RandomSearch, RandomSearchConfig
 
-__all__ = ["Strategy", "STRATEGIES", "SearchContext", "Batch", "Darts", "DartsConfig", "BilevelConfig", "PDarts", "PDartsConfig"]
+__all__ = ["Strategy", "STRATEGIES", "SearchContext", "Batch", "Darts", "DartsConfig", "BilevelConfig", "PDarts", "PDartsConfig", "GoldNas", "GoldNasConfig"]
+__all__ += ["Knas", "KnasConfig", "RandomSearch", "RandomSearchConfig"]

@@ -75,6 +75,17 @@ class Strategy(ABC):
         """Called after the last step of each epoch; returns events worth logging in words."""
         return []
 
+    def epoch_metrics(self) -> dict[str, Any]:
+        """Method-specific numbers for this epoch's metrics row (e.g. ops left, the constraint weight)."""
+        return {}
+
+    def on_epoch_row(self, row: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Sees the finished metrics row of the epoch (with the held-out accuracy when measured)."""
+
+    def should_stop(self) -> bool:
+        """True to end the search before ``epochs`` (e.g. a resource target reached)."""
+        return False
+
     @abstractmethod
     def export(self) -> Genotype:
         """The architecture derived now."""

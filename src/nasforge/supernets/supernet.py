@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_input
 from ..ops.primitives import split_final_bn
 from ..spaces import DartsSpace
+from ..models.heads import AuxiliaryHeadCIFAR
 from .weighting import WEIGHTINGS
 
 __all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions"]
@@ -184,7 +185,7 @@ class SuperNet(nn.Module):
     def __init__(self, space: DartsSpace, channels: int, num_classes: int, layers: int, in_channels: int = 3,
                  stem_multiplier: int = 3, weighting: str = "softmax",
                  alive: dict[str, torch.Tensor] | None = None, share_cells: bool = True,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, auxiliary: bool = False) -> None:
         super().__init__()
         self.space = space
         self.layers = layers
@@ -216,8 +217,12 @@ class SuperNet(nn.Module):
             self.cells.append(cell)
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
+            if auxiliary and i == 2 * layers // 3:
+                c_aux = c_prev
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
+        # GOLD-NAS regularises its one-level search with the evaluation network's auxiliary head
+        self.auxiliary_head = AuxiliaryHeadCIFAR(c_aux, num_classes) if auxiliary else None
 
     # -- architecture ------------------------------------------------------------------------------------
     def alive(self, key: str) -> torch.Tensor:
@@ -259,8 +264,15 @@ class SuperNet(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_aux(x)[0]
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits, and the auxiliary head's logits in training mode when the supernet has one."""
         weights = self.op_weights()
+        aux = None
         s0 = s1 = self.stem(x)
-        for cell, key in zip(self.cells, self.cell_keys):
+        for i, (cell, key) in enumerate(zip(self.cells, self.cell_keys)):
             s0, s1 = s1, cell(s0, s1, weights[key])
-        return self.classifier(torch.flatten(self.global_pooling(s1), 1))
+            if self.auxiliary_head is not None and self.training and i == 2 * self.layers // 3:
+                aux = self.auxiliary_head(s1)
+        return self.classifier(torch.flatten(self.global_pooling(s1), 1)), aux

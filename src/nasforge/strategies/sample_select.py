@@ -1,0 +1,332 @@
+"""Sample, shortlist, select: the loop shared by training-free KNAS and random search on NAS-Bench-201.
+
+One *epoch* of the search loop is one *repeat*: draw ``n_samples`` architectures (seed = run seed + repeat),
+screen them one per step (KNAS scores each with a proxy; random search looks at none), shortlist (KNAS: the
+``top_k`` best scores; random search: all), then select one:
+
+* ``selection: benchmark`` — by the NAS-Bench-201 table's 12-epoch validation accuracy of ``benchmark_dataset``
+  (what "train each briefly and validate" costs nothing to look up; the KNAS code does the same);
+* ``selection: train`` — by real training: each shortlisted network gets ``train_steps`` SGD steps on the loop's
+  training batches (NB201 recipe: Nesterov momentum 0.9, weight decay 5e-4, cosine learning rate) and is
+  validated on the architecture split's batches of its last ``eval_batches`` steps.
+
+After the repeats the chosen architectures' 200-epoch test accuracies (mean ± std) and the search cost go to
+``result.json`` and ``report.md``. A method without a supernet: ``model`` is the network in training, if any.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..benchmarks import COLUMN_ALIASES, SELECTION_COLUMNS, NB201Table, load_nb201
+from ..errors import ConfigError, DataError
+from ..genotypes import Genotype
+from ..models.nb201 import NB201Network
+from ..proxies import init_network
+from ..spaces import NB201Arch, NB201Space
+from .base import Batch, SearchContext, Strategy
+
+__all__ = ["SampleSelectConfig", "SampleSelect", "RepeatRecord"]
+
+_log = logging.getLogger(__name__)
+_REPORTED = ("cifar10_test", "cifar100_test", "imagenet16_test", "cifar10_valid")  # COLUMN_ALIASES keys
+
+
+@dataclass
+class SampleSelectConfig:
+    """Settings shared by the sample-and-select methods (defaults: the KNAS NB201 protocol on CIFAR-10)."""
+
+    repeats: int = 9
+    n_samples: int = 300  # architectures drawn per repeat
+    replace: bool = False  # draw with replacement (the KNAS code does; duplicates then compete twice)
+    selection: str = "benchmark"  # benchmark (NB201 12-epoch validation accuracy) or train (brief real training)
+    benchmark_dataset: str = "cifar10"  # cifar10, cifar100 or imagenet16: the table columns used and reported
+    table: str = ""  # NB201 table file ("" = $NASFORGE_NB201, else <data root>/nas-bench-201/nb201_table.csv)
+    channels: int = 16  # C of the NB201 networks scored and trained
+    cells_per_stage: int = 5  # N
+    train_steps: int = 200  # selection=train: SGD steps per shortlisted architecture
+    train_lr: float = 0.1
+    train_momentum: float = 0.9
+    train_weight_decay: float = 5e-4
+    eval_batches: int = 10  # selection=train: validation batches (the last steps of each training) per candidate
+
+
+@dataclass
+class RepeatRecord:
+    """What one repeat did and chose."""
+
+    repeat: int
+    seed: int
+    candidates: list[int]  # official NB201 indices, in draw order
+    scores: list[float]  # screening scores (empty for random search)
+    shortlist: list[int]  # positions in ``candidates``
+    selection_values: list[float]  # per shortlisted candidate: table value or validation accuracy
+    chosen: int  # official index
+    chosen_arch: str
+    benchmark: dict[str, float] = field(default_factory=dict)  # table numbers of the chosen one (if a table)
+    screening_s: float = 0.0  # compute time of the scores (original compute time when read from the cache)
+    selection_s: float = 0.0  # training time (0 for table lookups)
+    wall_s: float = 0.0
+    cache_hits: int = 0
+
+
+class SampleSelect(Strategy):
+    """Base of KNAS and random search; subclasses implement :meth:`screen` and :meth:`shortlist`."""
+
+    Config: ClassVar[type] = SampleSelectConfig
+    has_supernet = False
+
+    def __init__(self, config: SampleSelectConfig, context: SearchContext) -> None:
+        super().__init__(config, context)
+        self._check_config(config)
+        self.space = NB201Space()
+        # the run's seed: repeats draw with seed + repeat; scores use the seed itself (shared across repeats)
+        self.base_seed = int(context.generator.initial_seed())
+        self.table: NB201Table | None = None
+        if config.selection == "benchmark":
+            self.table = load_nb201(config.table or None)
+        else:
+            try:  # optional in train mode: only for reporting the chosen architectures' benchmark numbers
+                self.table = load_nb201(config.table or None)
+            except DataError as exc:
+                _log.info(f"no NB201 table ({exc}); results will not include benchmark accuracies")
+        self.records: list[RepeatRecord] = []
+        self._begin(0)
+
+    @staticmethod
+    def _check_config(c: SampleSelectConfig) -> None:
+        if c.selection not in ("benchmark", "train"):
+            raise ConfigError(f"search.selection must be 'benchmark' or 'train', got {c.selection!r}")
+        if c.benchmark_dataset not in SELECTION_COLUMNS:
+            raise ConfigError(f"search.benchmark_dataset must be one of {', '.join(SELECTION_COLUMNS)}, got "
+                              f"{c.benchmark_dataset!r}")
+        for key in ("repeats", "n_samples", "channels", "train_steps", "eval_batches"):
+            if getattr(c, key) < 1:
+                raise ConfigError(f"search.{key} must be >= 1, got {getattr(c, key)}")
+        if not c.replace and c.n_samples > len(NB201Space()):
+            raise ConfigError(f"search.n_samples={c.n_samples} exceeds the {len(NB201Space())} NB201 architectures; "
+                              f"lower it or set search.replace=true")
+        if c.eval_batches > c.train_steps:
+            raise ConfigError(f"search.eval_batches ({c.eval_batches}) cannot exceed search.train_steps "
+                              f"({c.train_steps})")
+
+    # -- hooks for subclasses --------------------------------------------------------------------------------
+    def screen(self, position: int, genotype: Genotype, batch: Batch) -> dict[str, float]:
+        """Screen candidate ``position`` of the current repeat; return metrics worth logging."""
+        return {}
+
+    def shortlist(self) -> list[int]:
+        """Positions (in the current repeat's candidates) that go on to selection, best first."""
+        return list(range(len(self._candidates)))
+
+    # -- contract ----------------------------------------------------------------------------------------
+    @property
+    def epochs(self) -> int:
+        return self.config.repeats
+
+    @property
+    def model(self) -> nn.Module:
+        return self._net if self._net is not None else nn.Module()
+
+    @property
+    def needs_val_batch(self) -> bool:  # type: ignore[override]
+        return self.config.selection == "train"
+
+    @property
+    def shortlist_size(self) -> int:
+        return self.config.n_samples
+
+    @property
+    def steps_per_epoch(self) -> int:
+        train = self.shortlist_size * self.config.train_steps if self.config.selection == "train" else 0
+        return self.config.n_samples + train
+
+    def begin_epoch(self, epoch: int) -> None:
+        self._begin(epoch)
+
+    def _begin(self, repeat: int) -> None:
+        gen = torch.Generator().manual_seed(self.base_seed + repeat)
+        self._repeat = repeat
+        self._candidates = self.space.sample_indices(self.config.n_samples, gen, self.config.replace)
+        self._pos = 0
+        self._scores: list[float] = []
+        self._score_s = 0.0
+        self._hits = 0
+        self._short: list[int] | None = None
+        self._values: list[float] = []
+        self._net: nn.Module | None = None
+        self._t0 = time.perf_counter()
+        self._select_s = 0.0
+
+    def step(self, train_batch: Batch, val_batch: Batch | None) -> dict[str, float]:
+        pos, self._pos = self._pos, self._pos + 1
+        n = len(self._candidates)
+        if pos < n:  # phase 1: screening, one candidate per step
+            genotype = NB201Arch.from_index(self._candidates[pos]).genotype()
+            return {"loss": 0.0, **self.screen(pos, genotype, train_batch)}
+        if self._short is None:
+            self._short = self.shortlist()
+        t0 = time.perf_counter()
+        metrics = self._train_step(pos - n, train_batch, val_batch)  # phase 2 (selection=train only)
+        self._select_s += time.perf_counter() - t0
+        return metrics
+
+    def end_epoch(self, epoch: int) -> list[str]:
+        if self._short is None:
+            self._short = self.shortlist()
+        short = self._short
+        if not short:
+            return ["no candidate was screened in this repeat; nothing chosen"]
+        if self.config.selection == "benchmark":
+            assert self.table is not None
+            column = SELECTION_COLUMNS[self.config.benchmark_dataset]
+            self._values = [float(self.table.column(column)[self._candidates[p]]) for p in short]
+        values = self._values[:len(short)]
+        best = short[int(np.argmax(values))] if values else short[0]
+        chosen = self._candidates[best]
+        rec = RepeatRecord(
+            repeat=epoch, seed=self.base_seed + epoch, candidates=list(self._candidates), scores=list(self._scores),
+            shortlist=list(short), selection_values=values, chosen=chosen,
+            chosen_arch=NB201Arch.from_index(chosen).string, benchmark=self._benchmark(chosen),
+            screening_s=self._score_s, selection_s=self._select_s, wall_s=time.perf_counter() - self._t0,
+            cache_hits=self._hits)
+        self.records = [r for r in self.records if r.repeat != epoch] + [rec]
+        shown = ", ".join(f"{k} {v:.2f}%" for k, v in rec.benchmark.items() if k.endswith("_test"))
+        return [f"repeat {epoch + 1}: chose NB201 #{chosen} {rec.chosen_arch}" + (f" ({shown})" if shown else "")]
+
+    def _benchmark(self, index: int) -> dict[str, float]:
+        if self.table is None:
+            return {}
+        row = self.table.query(index)
+        return {k: row[COLUMN_ALIASES[k]] for k in _REPORTED}
+
+    # -- selection by brief training ------------------------------------------------------------------------
+    def _train_step(self, k: int, batch: Batch, val_batch: Batch | None) -> dict[str, float]:
+        c, steps = self.config, self.config.train_steps
+        which, s = divmod(k, steps)
+        if which >= len(self._short or []):
+            return {"loss": 0.0}
+        if s == 0:  # a new candidate: fresh network, optimiser and validation counters
+            index = self._candidates[self._short[which]]
+            net = NB201Network(NB201Arch.from_index(index).genotype(), self.context.num_classes, c.channels,
+                               c.cells_per_stage, self.context.in_channels)
+            gen = torch.Generator().manual_seed(self.base_seed * len(self.space) + index)  # per (seed, architecture)
+            self._net = init_network(net, gen).to(self.context.device)
+            self._opt = torch.optim.SGD(self._net.parameters(), lr=c.train_lr, momentum=c.train_momentum,
+                                        weight_decay=c.train_weight_decay, nesterov=c.train_momentum > 0)
+            self._correct, self._seen = 0, 0
+        net = self._net
+        assert net is not None
+        for g in self._opt.param_groups:
+            g["lr"] = 0.5 * c.train_lr * (1 + math.cos(math.pi * s / steps))
+        net.train()
+        x, y = batch
+        logits = net(x)[0]
+        loss = F.cross_entropy(logits, y)
+        self._opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        self._opt.step()
+        metrics = {"loss": float(loss.detach())}
+        if s >= steps - c.eval_batches and val_batch is not None:
+            net.eval()
+            with torch.no_grad():
+                self._correct += int((net(val_batch[0])[0].argmax(1) == val_batch[1]).sum())
+            self._seen += len(val_batch[1])
+        if s == steps - 1:
+            acc = 100.0 * self._correct / max(self._seen, 1)
+            self._values.append(acc)
+            metrics["candidate_valid_acc"] = acc
+        return metrics
+
+    # -- results -----------------------------------------------------------------------------------------
+    def export(self) -> Genotype:
+        if self.records:
+            return NB201Arch.from_index(self.records[-1].chosen).genotype()
+        if self._scores:  # the best screened so far in this repeat
+            return NB201Arch.from_index(self._candidates[int(np.argmax(self._scores))]).genotype()
+        return NB201Arch.from_index(self._candidates[0]).genotype()
+
+    def extra_exports(self) -> dict[str, Genotype]:
+        return {f"repeat{r.repeat}": NB201Arch.from_index(r.chosen).genotype() for r in self.records}
+
+    def op_names(self) -> list[str]:
+        return list(self.space.ops)
+
+    def results(self) -> dict[str, Any]:
+        if not self.records:
+            return {}
+        c = self.config
+        out: dict[str, Any] = {
+            "method": self.name, "space": "nb201", "selection": c.selection,
+            "selection_column": SELECTION_COLUMNS[c.benchmark_dataset] if c.selection == "benchmark"
+            else "validation accuracy after brief training",
+            "benchmark_dataset": c.benchmark_dataset, "n_samples": c.n_samples,
+            "shortlist_size": self.shortlist_size, "repeats": len(self.records), "seeds": [r.seed for r in self.records],
+            "std": "population standard deviation over repeats (ddof=0, as the NAS-Bench-201 tables)",
+        }
+        for key in _REPORTED:
+            vals = [r.benchmark[key] for r in self.records if key in r.benchmark]
+            if vals:
+                out[f"{key}_mean"], out[f"{key}_std"] = float(np.mean(vals)), float(np.std(vals))
+        costs = [r.screening_s + r.selection_s for r in self.records]
+        per_arch = [r.screening_s / len(r.candidates) for r in self.records if r.scores]
+        out.update(search_cost_s_mean=float(np.mean(costs)), search_cost_s_std=float(np.std(costs)),
+                   search_cost_s_total=float(np.sum(costs)), wall_s_total=float(sum(r.wall_s for r in self.records)),
+                   cache_hits=int(sum(r.cache_hits for r in self.records)),
+                   search_cost_note="compute seconds of screening and selection; table lookups cost 0 s (the 12-epoch "
+                                    "training they stand for is not counted)")
+        if per_arch:
+            out["screening_s_per_arch_mean"] = float(np.mean(per_arch))
+        out["per_repeat"] = [{k: v for k, v in asdict(r).items() if k not in ("candidates", "scores")}
+                             for r in self.records]
+        return out
+
+    def report_sections(self, run_dir: Any) -> list[str]:
+        res = self.results()
+        if not res:
+            return []
+        lines = [f"## {self.name} on NAS-Bench-201\n",
+                 f"{res['repeats']} repeats of {res['n_samples']} sampled architectures, shortlist "
+                 f"{res['shortlist_size']}, selection by {res['selection_column']}.\n"]
+        summary = [f"{k}: **{res[k + '_mean']:.2f} ± {res[k + '_std']:.2f}**" for k in _REPORTED
+                   if k + "_mean" in res]
+        if summary:
+            lines.append("Chosen architectures' 200-epoch accuracy (mean ± std over repeats): " + "; ".join(summary)
+                         + ".\n")
+        lines.append(f"Search cost: {res['search_cost_s_mean']:.1f} ± {res['search_cost_s_std']:.1f} s per repeat "
+                     f"({res['search_cost_s_total']:.1f} s in all; {res['search_cost_note']}).\n")
+        lines += ["| repeat | seed | chosen | architecture | C10 test | C100 test | IN16 test | cost (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in self.records:
+            b = r.benchmark
+            cells = [f"{b[k]:.2f}" if k in b else "" for k in _REPORTED[:3]]
+            lines.append(f"| {r.repeat + 1} | {r.seed} | {r.chosen} | `{r.chosen_arch}` | {' | '.join(cells)} | "
+                         f"{r.screening_s + r.selection_s:.1f} |")
+        return ["\n".join(lines) + "\n"]
+
+    # -- state -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": 1, "base_seed": self.base_seed, "records": [asdict(r) for r in self.records],
+                **self.extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base_seed = int(state["base_seed"])
+        self.records = [RepeatRecord(**r) for r in state["records"]]
+        self.load_extra_state(state)
+        self._begin(len(self.records))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
