@@ -1,6 +1,7 @@
 """Search spaces: what can be searched (ops, nodes, input policy, sharing) and how to derive a genotype."""
 
-from .darts import CELL_TYPES, DartsSpace, derive_cell
+from .darts import CELL_TYPES, DartsSpace, derive_cell, reduction_positions
+from .relaxed import RelaxedSpace
 from .nb201 import NB201Arch, NB201Space
 
 __all__ = ["DartsSpace", "derive_cell", "CELL_TYPES", "NB201Space", "NB201Arch"]

@@ -13,9 +13,16 @@ from ..errors import GenotypeError
 from ..genotypes import CellArch, Edge, Genotype
 from ..ops import DARTS_OPS, OPS
 
-__all__ = ["DartsSpace", "derive_cell", "CELL_TYPES"]
+__all__ = ["DartsSpace", "derive_cell", "CELL_TYPES", "reduction_positions"]
 
 CELL_TYPES = ("normal", "reduce")
+
+
+def reduction_positions(layers: int) -> tuple[int, ...]:
+    """Cells ⌊L/3⌋ and ⌊2L/3⌋ reduce resolution (DARTS); fewer than 3 cells get one reduction at the middle."""
+    if layers >= 3:
+        return (layers // 3, 2 * layers // 3)
+    return (layers // 2,) if layers == 2 else ()
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from ..errors import ConfigError
 from ..genotypes import CellArch, Edge, Genotype, save_genotype
 from ..models import build_network
 from ..pareto import pareto_front
-from ..spaces import DartsSpace
+from ..spaces import RelaxedSpace
 from ..supernets import SuperNet, reduction_positions
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 
@@ -103,7 +103,7 @@ class GoldNas(Strategy):
                 raise ConfigError(f"search.{key} must be one of {allowed}, got {getattr(config, key)!r}")
         if "none" in config.ops:
             raise ConfigError("search.ops: GOLD-NAS has no 'none' op (removing an op is pruning)")
-        self.space = DartsSpace(ops=tuple(config.ops), nodes=config.nodes)
+        self.space = RelaxedSpace(ops=tuple(config.ops), nodes=config.nodes, layers=config.layers)
         self.net = SuperNet(self.space, config.channels, context.num_classes, config.layers,
                             in_channels=context.in_channels, weighting="sigmoid", share_cells=False,
                             generator=context.generator, auxiliary=config.aux_weight > 0).to(context.device)

@@ -23,18 +23,11 @@ from torch.utils.checkpoint import checkpoint
 
 from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_input
 from ..ops.primitives import split_final_bn
-from ..spaces import DartsSpace
+from ..spaces import DartsSpace, reduction_positions
 from ..models.heads import AuxiliaryHeadCIFAR
 from .weighting import WEIGHTINGS
 
 __all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions"]
-
-
-def reduction_positions(layers: int) -> tuple[int, ...]:
-    """Cells ⌊L/3⌋ and ⌊2L/3⌋ reduce resolution (DARTS); fewer than 3 cells get one reduction at the middle."""
-    if layers >= 3:
-        return (layers // 3, 2 * layers // 3)
-    return (layers // 2,) if layers == 2 else ()
 
 
 def _weighted(op: nn.Module, split: tuple | None, x: torch.Tensor, w: torch.Tensor, skip_dropout: float,
