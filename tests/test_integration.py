@@ -207,3 +207,13 @@ def test_cuda_search(tmp_path):
     res = nasforge.search("darts", dataset="digits", preset="tiny", out=tmp_path / "g", device="cuda",
                           overrides=FAST, progress=False)
     DartsSpace().validate(res.genotype)
+
+
+def test_darts_searches_nas_bench_201(tmp_path):
+    from nasforge.spaces.nb201 import NB201Space
+
+    res = nasforge.search("darts", dataset="digits", preset="nb201-tiny", out=tmp_path / "nb", progress=False,
+                          overrides=["search.epochs=1", "data.n_train=256"])
+    NB201Space().validate(res.genotype)
+    assert res.genotype.space == "nb201"
+    assert load_genotype(tmp_path / "nb" / "genotype.json") == res.genotype

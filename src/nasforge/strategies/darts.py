@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..ops import DARTS_OPS
 from ..spaces import DartsSpace
+from ..spaces.nb201 import NB201Space
 from ..supernets import SuperNet
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 from .hypergrad import first_order_arch_grads, second_order_arch_grads
@@ -35,9 +36,10 @@ class BilevelConfig:
     """What every DARTS-style bilevel search shares: the cell space, the two optimizers, memory options.
     Defaults are DARTS's CIFAR-10 settings (METHODS.md §1.5)."""
 
+    space: str = "darts"  # "darts" (cells of 4 nodes, 8 ops) or "nb201" (NAS-Bench-201; judged by the table)
     channels: int = 16  # initial channels C
-    nodes: int = 4  # intermediate nodes per cell
-    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))
+    nodes: int = 4  # intermediate nodes per cell (DARTS space)
+    ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))  # candidate ops (DARTS space)
     order: str = "first"  # "first" or "second" (unrolled, finite-difference Hessian-vector product)
     weighting: str = "softmax"
     w_lr: float = 0.025
@@ -59,7 +61,7 @@ class DartsConfig(BilevelConfig):
     """DARTS search hyper-parameters; defaults are the paper's CIFAR-10 settings (METHODS.md §1.5)."""
 
     epochs: int = 50
-    layers: int = 8  # cells in the supernet
+    layers: int = 8  # cells in the supernet (nb201: cells per stage, N)
 
 
 def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
@@ -72,12 +74,19 @@ class Darts(Strategy):
 
     name = "darts"
     Config = DartsConfig
+    supports_nb201 = True
 
     def __init__(self, config: DartsConfig, context: SearchContext) -> None:
         super().__init__(config, context)
         if config.order not in ("first", "second"):
             raise ConfigError(f"search.order must be 'first' or 'second', got {config.order!r}")
-        self.space = DartsSpace(ops=tuple(config.ops), nodes=config.nodes)
+        if config.space == "darts":
+            self.space: Any = DartsSpace(ops=tuple(config.ops), nodes=config.nodes)
+        elif config.space == "nb201" and type(self).supports_nb201:
+            self.space = NB201Space()
+        else:
+            raise ConfigError(f"search.space must be 'darts'{' or nb201' if self.supports_nb201 else ''} for "
+                              f"{self.name}, got {config.space!r}")
         self.epoch = 0
         self.use_supernet(self.build_supernet(self.initial_layers()))
 
@@ -85,15 +94,19 @@ class Darts(Strategy):
         return self.config.layers
 
     def build_supernet(self, layers: int, channels: int | None = None,
-                       alive: dict[str, torch.Tensor] | None = None) -> SuperNet:
+                       alive: dict[str, torch.Tensor] | None = None) -> nn.Module:
         """A fresh supernet of ``layers`` cells holding only the ``alive`` ops, with fresh alphas."""
         c, ctx = self.config, self.context
+        if isinstance(self.space, NB201Space):
+            return self.space.build_supernet(num_classes=ctx.num_classes, channels=channels or c.channels,
+                                             cells_per_stage=layers, in_channels=ctx.in_channels,
+                                             weighting=c.weighting, generator=ctx.generator)
         net = SuperNet(self.space, channels or c.channels, ctx.num_classes, layers, in_channels=ctx.in_channels,
                        weighting=c.weighting, alive=alive, generator=ctx.generator)
         net.set_checkpoint_edges(c.checkpoint_edges)
         return net
 
-    def use_supernet(self, net: SuperNet) -> None:
+    def use_supernet(self, net: nn.Module) -> None:
         """Search ``net`` from now on, with fresh optimizers (P-DARTS starts every stage this way)."""
         c = self.config
         self.net = net.to(self.context.device)

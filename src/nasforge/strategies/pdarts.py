@@ -107,6 +107,7 @@ class PDarts(Darts):
 
     name = "pdarts"
     Config = PDartsConfig
+    supports_nb201 = False  # its op pruning and skip cap are defined on the DARTS cell
 
     def __init__(self, config: PDartsConfig, context: SearchContext) -> None:
         n = len(config.stage_layers)
