@@ -13,7 +13,6 @@ from nasforge.config import from_dict
 from nasforge.costs import count_macs, count_params
 from nasforge.models import build_network
 from nasforge.pareto import pareto_front
-from nasforge.run import RunDir
 from nasforge.strategies import GoldNas, GoldNasConfig, SearchContext
 from nasforge.strategies.gold_nas import update_lambda
 
@@ -123,23 +122,14 @@ def test_tiny_preset_front_and_reported_params_match_training(tmp_path):
     assert trained["params"] == int(point["params"]) and trained["macs"] == int(point["macs"])
 
 
-def test_resume_keeps_pruning_state_lambda_and_front(tmp_path, monkeypatch):
+def test_resume_keeps_pruning_state_lambda_and_front(tmp_path, interrupt_after):
     ref = nasforge.search("gold-nas", dataset="digits", preset="tiny", out=tmp_path / "ref", overrides=FAST,
                           progress=False)
-    original = RunDir.save_checkpoint
-    calls = {"n": 0}
-
-    def flaky(self, state, config):
-        original(self, state, config)
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", flaky)
+    interrupt_after("save_checkpoint", 4)
     with pytest.raises(KeyboardInterrupt):
         nasforge.search("gold-nas", dataset="digits", preset="tiny", out=tmp_path / "r", overrides=FAST,
                         progress=False)
-    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    interrupt_after.restore()
     resumed = nasforge.search("gold-nas", dataset="digits", preset="tiny", out=tmp_path / "r", overrides=FAST,
                               resume=True, progress=False)
     assert resumed.genotype == ref.genotype

@@ -17,7 +17,6 @@ import yaml
 
 import nasforge
 from nasforge.genotypes import Genotype, load_genotype
-from nasforge.run import RunDir
 from nasforge.spaces import DartsSpace
 
 FAST = ["search.epochs=2", "search.layers=3", "search.channels=4", "data.n_train=384", "data.batch_size=64"]
@@ -71,22 +70,13 @@ def test_search_is_reproducible_per_seed(digits_search, tmp_path):
         assert torch.equal(v, _final_alphas(digits_search.run_dir)[k])
 
 
-def test_resume_after_interruption_is_bit_exact(digits_search, tmp_path, monkeypatch):
+def test_resume_after_interruption_is_bit_exact(digits_search, tmp_path, interrupt_after):
     """Interrupt after epoch 1's checkpoint, while epoch 2's metrics are already written; resume."""
     out = tmp_path / "interrupted"
-    original = RunDir.append_metrics
-    calls = {"n": 0}
-
-    def flaky(self, row):
-        original(self, row)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "append_metrics", flaky)
+    interrupt_after("append_metrics", 2)
     with pytest.raises(KeyboardInterrupt):
         nasforge.search("darts", dataset="digits", preset="tiny", out=out, overrides=FAST, progress=False)
-    monkeypatch.setattr(RunDir, "append_metrics", original)
+    interrupt_after.restore()
     assert not (out / "genotype.json").exists()
     resumed = nasforge.search("darts", dataset="digits", preset="tiny", out=out, overrides=FAST, resume=True,
                               progress=False)
@@ -141,7 +131,7 @@ def test_second_order_search_runs(tmp_path):
     assert np.isfinite(res.history[-1]["train_arch_loss"])
 
 
-def test_train_a_searched_genotype_and_resume(digits_search, tmp_path, monkeypatch):
+def test_train_a_searched_genotype_and_resume(digits_search, tmp_path, interrupt_after):
     overrides = ["train.epochs=2", "train.layers=3", "train.channels=4", "data.n_train=384", "data.n_test=200"]
     ref = nasforge.train(digits_search.run_dir / "genotype.json", dataset="digits", preset="tiny",
                          out=tmp_path / "ref", overrides=overrides, progress=False)
@@ -151,20 +141,11 @@ def test_train_a_searched_genotype_and_resume(digits_search, tmp_path, monkeypat
     assert 0 <= saved["test_acc"] <= 100 and saved["test_acc"] == ref["test_acc"]
     assert (tmp_path / "ref" / "report.md").is_file()
 
-    original = RunDir.save_checkpoint
-    calls = {"n": 0}
-
-    def flaky(self, state, config):
-        original(self, state, config)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", flaky)
+    interrupt_after("save_checkpoint", 1)
     with pytest.raises(KeyboardInterrupt):
         nasforge.train(digits_search.genotype, dataset="digits", preset="tiny", out=tmp_path / "r",
                        overrides=overrides, progress=False)
-    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    interrupt_after.restore()
     assert not (tmp_path / "r" / "result.json").exists()
     resumed = nasforge.train(digits_search.genotype, dataset="digits", preset="tiny", out=tmp_path / "r",
                              overrides=overrides, resume=True, progress=False)

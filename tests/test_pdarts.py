@@ -12,7 +12,6 @@ import nasforge
 from nasforge.config import from_dict
 from nasforge.errors import ConfigError
 from nasforge.ops import DARTS_OPS
-from nasforge.run import RunDir
 from nasforge.spaces import DartsSpace
 from nasforge.strategies import PDarts, PDartsConfig, SearchContext
 from nasforge.strategies.pdarts import cap_skip_connects, ops_to_drop, skip_dropout_rate
@@ -119,23 +118,14 @@ def test_tiny_search_exports_every_cap_and_reports_stages(tmp_path):
     assert (run / "stage1_weights.png").is_file()
 
 
-def test_resume_across_a_stage_boundary_is_exact(tmp_path, monkeypatch):
+def test_resume_across_a_stage_boundary_is_exact(tmp_path, interrupt_after):
     ref = nasforge.search("pdarts", dataset="digits", preset="tiny", out=tmp_path / "ref", overrides=TINY,
                           progress=False)
-    original = RunDir.save_checkpoint
-    calls = {"n": 0}
-
-    def flaky(self, state, config):
-        original(self, state, config)
-        calls["n"] += 1
-        if calls["n"] == 2:  # right after the checkpoint that ends stage 1
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", flaky)
+    interrupt_after("save_checkpoint", 2)
     with pytest.raises(KeyboardInterrupt):
         nasforge.search("pdarts", dataset="digits", preset="tiny", out=tmp_path / "r", overrides=TINY,
                         progress=False)
-    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    interrupt_after.restore()
     resumed = nasforge.search("pdarts", dataset="digits", preset="tiny", out=tmp_path / "r", overrides=TINY,
                               resume=True, progress=False)
     assert resumed.genotype == ref.genotype
