@@ -23,7 +23,7 @@ import yaml
 from .errors import ConfigError
 
 __all__ = ["DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
-           "parse_overrides", "to_dict", "from_dict", "preset_names", "config_diff"]
+           "parse_overrides", "to_dict", "run_dict", "from_dict", "preset_names", "config_diff"]
 
 
 @dataclass
@@ -94,6 +94,15 @@ def to_dict(cfg: Any) -> Any:
     if isinstance(cfg, (list, tuple)):
         return [to_dict(v) for v in cfg]
     return cfg
+
+
+def run_dict(cfg: RunConfig, kind: str) -> dict[str, Any]:
+    """The resolved config of a ``search`` or ``train`` run, without the section the other kind uses."""
+    d = to_dict(cfg)
+    d.pop("train" if kind == "search" else "search", None)
+    if kind == "train":
+        d.pop("method", None)
+    return d
 
 
 def _type_name(tp: Any) -> str:

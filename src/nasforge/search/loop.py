@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..config import RunConfig, to_dict
+from ..config import RunConfig, run_dict
 from ..data import ImageDataset, search_split
 from ..genotypes import Genotype
 from ..run import RunDir
@@ -45,7 +45,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     train_stream = make_stream(data, cfg, train_idx, gens[0], True, cfg.data.batch_size)
     val_stream = make_stream(data, cfg, val_idx, gens[1], True, cfg.data.batch_size)
     steps = strategy.steps_per_epoch or train_stream.batches_per_epoch
-    config_dict = to_dict(cfg)
+    config_dict = run_dict(cfg, "search")
 
     start_epoch, outcome, elapsed = 0, SearchOutcome(genotype=strategy.export()), 0.0
     if run.resume:

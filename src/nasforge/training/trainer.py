@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .._rng import get_rng_state, set_rng_state
-from ..config import RunConfig, TrainConfig, to_dict
+from ..config import RunConfig, TrainConfig, run_dict
 from ..data import ImageDataset
 from ..errors import ConfigError
 from ..run import RunDir
@@ -55,7 +55,7 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     stream = make_stream(data, cfg, None, gen, True, cfg.data.batch_size)
     optimizer = torch.optim.SGD(net.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    config_dict = to_dict(cfg)
+    config_dict = run_dict(cfg, "train")
     outcome = TrainOutcome(test_acc=float("nan"), test_loss=float("nan"))
     start = 0
     if run.resume:
