@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from .config import RunConfig, load_preset, parse_overrides, to_dict
+from .config import RunConfig, load_preset, parse_overrides, run_dict
 from .costs import count_macs, count_params
 from .data import ImageDataset, load_dataset
 from .errors import ConfigError
@@ -137,7 +137,7 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
                      if preset == "tiny" and cfg.data.dataset == "digits" else ""))
         run = RunDir(out, "search", resume=resume)
         try:
-            run.write_config(to_dict(cfg), environment_info(str(dev)))
+            run.write_config(run_dict(cfg, "search"), environment_info(str(dev)))
             outcome = run_search(strategy, data, cfg, run)
             save_genotype(outcome.genotype, run.path / "genotype.json")
             for name, g in outcome.extra.items():
@@ -157,12 +157,13 @@ def describe(genotype: Genotype | str, network: str = "cifar", layers: int | Non
     """Parameter count (without auxiliary head) and multiply-adds of the evaluation network of ``genotype``."""
     g = load_genotype(genotype)
     cifar = network == "cifar"
-    layers = layers or g.num_cells_required or (20 if cifar else 14)
-    channels = channels or (36 if cifar else 48)
+    nb201 = g.space == "nb201"  # the benchmark's network: N=5 cells per stage, C=16, no auxiliary head
+    layers = layers or g.num_cells_required or (5 if nb201 else 20 if cifar else 14)
+    channels = channels or (16 if nb201 else 36 if cifar else 48)
     num_classes = num_classes or (10 if cifar else 1000)
     image_size = image_size or (32 if cifar else 224)
     net = build_network(g, dataset_kind=network, num_classes=num_classes, layers=layers, channels=channels,
-                        auxiliary=True, in_channels=in_channels)
+                        auxiliary=not nb201, in_channels=in_channels)
     return {"genotype": str(g), "hash": g.hash(), "network": network, "layers": layers, "channels": channels,
             "num_classes": num_classes, "image_size": image_size,
             "params": count_params(net), "macs": count_macs(net, (in_channels, image_size, image_size))}
@@ -196,7 +197,7 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
         net = net.to(dev)
         run = RunDir(out, "train", resume=resume)
         try:
-            run.write_config({**to_dict(cfg), "genotype": g.to_dict()}, environment_info(str(dev)))
+            run.write_config({**run_dict(cfg, "train"), "genotype": g.to_dict()}, environment_info(str(dev)))
             save_genotype(g, run.path / "genotype.json")
             run.log(f"network: {tc.network}, {tc.layers} cells, C={tc.channels}: {params:,} parameters "
                     f"(without auxiliary head), {macs:,} multiply-adds")

@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Sequence
 
+from . import commands_nb201
+
 __all__ = ["main", "build_parser"]
 
 EXAMPLES_SEARCH = """examples:
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list methods and their presets")
     p.add_argument("name", nargs="?", help="a method (or 'train') whose presets to print in full")
+    commands_nb201.add_parsers(sub)  # bench, proxies
     return parser
 
 
@@ -108,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         return _show(args)
     if args.command == "presets":
         return _presets(args.name)
+    if args.command in commands_nb201.COMMANDS:
+        return commands_nb201.run(args)
     build_parser().print_help()
     return 0
 

@@ -59,9 +59,11 @@ def write_search_report(run_dir: Path, cfg: RunConfig, outcome: Any, op_names: S
     parts = [
         f"# Search report: {cfg.method} on {cfg.data.dataset}\n",
         f"- epochs: {len(outcome.history)}, wall time: {outcome.wall_s:.1f} s, seed: {cfg.seed}, device: {cfg.device}",
-        f"- final supernet accuracy on the architecture split: {_fmt(last.get('valid_acc', 'n/a'))} %",
+        *([f"- final supernet accuracy on the architecture split: {_fmt(last['valid_acc'])} %"]
+          if "valid_acc" in last else []),
         f"- genotype hash: `{g.hash()}` (saved as `genotype.json`; retrain it with "
-        f"`nasforge train --genotype {run_dir / 'genotype.json'} --preset paper`)\n",
+        f"`nasforge train --genotype {run_dir / 'genotype.json'} --preset "
+        f"{'nb201' if g.space == 'nb201' else 'paper'}`)\n",
         "## Derived architecture\n", f"```\n{g}\n```\n",
     ]
     if outcome.extra:

@@ -162,7 +162,7 @@ def read_nb201_csv(path: Path) -> NB201Table:
         with open(path, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            if header is None:
+            if not header:
                 raise DataError(f"NB201 table {path} is empty; point --table or ${NB201_ENV_VAR} at nb201_table.csv")
             need = ["index", "arch_str", *NB201_COLUMNS]
             missing = [c for c in need if c not in header]
@@ -218,7 +218,7 @@ def _parse_row(row: list[str], pos: list[int], path: Path, line: int) -> tuple[i
 
 
 def resolve_nb201_path(path: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
-    """The table file to read: ``path``, else ``$NASFORGE_NB201``, else ``<data root>/nas-bench-201/nb201_table.csv``."""
+    """The table file: ``path``, else ``$NASFORGE_NB201``, else ``<data root>/nas-bench-201/nb201_table.csv``."""
     if path is not None and str(path) != "":
         return Path(path).expanduser()
     env = os.environ.get(NB201_ENV_VAR, "")

@@ -11,6 +11,8 @@ All architectures are scored on one fixed batch (the first ``proxy_samples`` ima
 batch, augmented as the run's training data is) with networks initialised from the run's seed, as the KNAS
 code scores every architecture once with seed 777 before its 9 repeats; scores are cached on disk
 (:class:`~nasforge.proxies.ScoreCache`), so repeated candidates, re-runs and resumed runs never recompute them.
+With ``workers > 1`` a repeat's candidates are scored up front in parallel processes (single-threaded each, so
+scores may differ from in-process ones in the last bits) and the steps read them from the cache.
 
 Not implemented: the code's CIFAR-100 / ImageNet16-120 selection by *training loss* at epoch 20 (our table
 has no losses; selection there uses the 12-epoch validation accuracy instead), and its unseeded sampling.
@@ -28,8 +30,10 @@ import torch
 
 from ..errors import ConfigError
 from ..genotypes import Genotype
-from ..proxies import PROXIES, NetworkSpec, ScoreCache, default_cache_dir, resolve_options, score_architecture
+from ..proxies import (PROXIES, NetworkSpec, ScoreCache, default_cache_dir, resolve_options, score_architecture,
+                       score_many)
 from ..proxies.scoring import data_id
+from ..spaces import NB201Arch
 from .base import STRATEGIES, Batch, SearchContext
 from .sample_select import SampleSelect, SampleSelectConfig
 
@@ -47,6 +51,7 @@ class KnasConfig(SampleSelectConfig):
     proxy_options: list[str] = field(default_factory=list)  # e.g. [bn_mode=eval, drop_diagonal=true]
     proxy_samples: int = 50  # images in the scoring batch (MGM uses its n_samples of them, 50 by default)
     cache_dir: str = ""  # score cache folder ("" = $NASFORGE_CACHE, else ~/.cache/nasforge/scores; "off" = none)
+    workers: int = 1  # > 1: score a repeat's candidates up front in this many processes (then steps read the cache)
 
 
 class Knas(SampleSelect):
@@ -56,9 +61,9 @@ class Knas(SampleSelect):
     Config = KnasConfig
 
     def __init__(self, config: KnasConfig, context: SearchContext) -> None:
-        if config.top_k < 1 or config.proxy_samples < 1:
-            raise ConfigError(f"search.top_k and search.proxy_samples must be >= 1, got {config.top_k} and "
-                              f"{config.proxy_samples}")
+        if min(config.top_k, config.proxy_samples, config.workers) < 1:
+            raise ConfigError(f"search.top_k, search.proxy_samples and search.workers must be >= 1, got "
+                              f"{config.top_k}, {config.proxy_samples} and {config.workers}")
         self.proxy_options = _parse_options(config.proxy, config.proxy_options)
         super().__init__(config, context)
         self.cache = ScoreCache(None if config.cache_dir == "off" else config.cache_dir or default_cache_dir())
@@ -80,6 +85,10 @@ class Knas(SampleSelect):
             self._batch = (x[:n].detach().clone(), y[:n].detach().clone())
             self._batch_id = data_id(*self._batch)
         x, y = self._batch
+        if position == 0 and self.config.workers > 1 and self.cache.path is not None:
+            score_many([NB201Arch.from_index(i).genotype() for i in self._candidates], [self.config.proxy], x, y,
+                       seed=self.base_seed, net=self.net_spec, options={self.config.proxy: self.proxy_options},
+                       cache=self.cache, workers=self.config.workers, progress=False)
         score = score_architecture(genotype, self.config.proxy, x, y, seed=self.base_seed, net=self.net_spec,
                                    options=self.proxy_options, cache=self.cache, batch_id=self._batch_id)
         self._scores.append(score.value)

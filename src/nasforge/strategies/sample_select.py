@@ -39,6 +39,7 @@ __all__ = ["SampleSelectConfig", "SampleSelect", "RepeatRecord"]
 
 _log = logging.getLogger(__name__)
 _REPORTED = ("cifar10_test", "cifar100_test", "imagenet16_test", "cifar10_valid")  # COLUMN_ALIASES keys
+_AUTO_DATASET = {10: "cifar10", 100: "cifar100", 120: "imagenet16"}
 
 
 @dataclass
@@ -49,7 +50,7 @@ class SampleSelectConfig:
     n_samples: int = 300  # architectures drawn per repeat
     replace: bool = False  # draw with replacement (the KNAS code does; duplicates then compete twice)
     selection: str = "benchmark"  # benchmark (NB201 12-epoch validation accuracy) or train (brief real training)
-    benchmark_dataset: str = "cifar10"  # cifar10, cifar100 or imagenet16: the table columns used and reported
+    benchmark_dataset: str = "auto"  # cifar10, cifar100, imagenet16 or auto (by the run's number of classes)
     table: str = ""  # NB201 table file ("" = $NASFORGE_NB201, else <data root>/nas-bench-201/nb201_table.csv)
     channels: int = 16  # C of the NB201 networks scored and trained
     cells_per_stage: int = 5  # N
@@ -58,6 +59,11 @@ class SampleSelectConfig:
     train_momentum: float = 0.9
     train_weight_decay: float = 5e-4
     eval_batches: int = 10  # selection=train: validation batches (the last steps of each training) per candidate
+
+    @property
+    def epochs(self) -> int:
+        """Search-loop epochs: one per repeat."""
+        return self.repeats
 
 
 @dataclass
@@ -88,6 +94,9 @@ class SampleSelect(Strategy):
     def __init__(self, config: SampleSelectConfig, context: SearchContext) -> None:
         super().__init__(config, context)
         self._check_config(config)
+        #: the table's dataset; "auto" follows the data searched on (CIFAR-100: 100 classes, ImageNet16-120: 120)
+        self.benchmark_dataset = (_AUTO_DATASET.get(context.num_classes, "cifar10")
+                                  if config.benchmark_dataset == "auto" else config.benchmark_dataset)
         self.space = NB201Space()
         # the run's seed: repeats draw with seed + repeat; scores use the seed itself (shared across repeats)
         self.base_seed = int(context.generator.initial_seed())
@@ -106,8 +115,8 @@ class SampleSelect(Strategy):
     def _check_config(c: SampleSelectConfig) -> None:
         if c.selection not in ("benchmark", "train"):
             raise ConfigError(f"search.selection must be 'benchmark' or 'train', got {c.selection!r}")
-        if c.benchmark_dataset not in SELECTION_COLUMNS:
-            raise ConfigError(f"search.benchmark_dataset must be one of {', '.join(SELECTION_COLUMNS)}, got "
+        if c.benchmark_dataset not in (*SELECTION_COLUMNS, "auto"):
+            raise ConfigError(f"search.benchmark_dataset must be auto or one of {', '.join(SELECTION_COLUMNS)}, got "
                               f"{c.benchmark_dataset!r}")
         for key in ("repeats", "n_samples", "channels", "train_steps", "eval_batches"):
             if getattr(c, key) < 1:
@@ -188,7 +197,7 @@ class SampleSelect(Strategy):
             return ["no candidate was screened in this repeat; nothing chosen"]
         if self.config.selection == "benchmark":
             assert self.table is not None
-            column = SELECTION_COLUMNS[self.config.benchmark_dataset]
+            column = SELECTION_COLUMNS[self.benchmark_dataset]
             self._values = [float(self.table.column(column)[self._candidates[p]]) for p in short]
         values = self._values[:len(short)]
         best = short[int(np.argmax(values))] if values else short[0]
@@ -268,10 +277,11 @@ class SampleSelect(Strategy):
         c = self.config
         out: dict[str, Any] = {
             "method": self.name, "space": "nb201", "selection": c.selection,
-            "selection_column": SELECTION_COLUMNS[c.benchmark_dataset] if c.selection == "benchmark"
+            "selection_column": SELECTION_COLUMNS[self.benchmark_dataset] if c.selection == "benchmark"
             else "validation accuracy after brief training",
-            "benchmark_dataset": c.benchmark_dataset, "n_samples": c.n_samples,
-            "shortlist_size": self.shortlist_size, "repeats": len(self.records), "seeds": [r.seed for r in self.records],
+            "benchmark_dataset": self.benchmark_dataset, "n_samples": c.n_samples,
+            "shortlist_size": self.shortlist_size, "repeats": len(self.records),
+            "seeds": [r.seed for r in self.records],
             "std": "population standard deviation over repeats (ddof=0, as the NAS-Bench-201 tables)",
         }
         for key in _REPORTED:
