@@ -90,7 +90,9 @@ def test_every_search_preset_builds_its_strategy(kind, name):
     ctx = SearchContext(num_classes=10, in_channels=1, image_size=8, steps_per_epoch=1, device=torch.device("cpu"),
                         generator=torch.Generator().manual_seed(0))
     strategy = STRATEGIES.get(kind)(cfg.search, ctx)
-    assert strategy.epochs == cfg.search.epochs
+    stages = getattr(cfg.search, "stage_layers", None)  # P-DARTS: epochs per stage x stages
+    expected = len(stages) * cfg.search.epochs_per_stage if stages else getattr(cfg.search, "epochs", None)
+    assert expected is None or strategy.epochs == expected
 
 
 def test_darts_presets_hold_the_paper_settings():
