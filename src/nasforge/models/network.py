@@ -8,7 +8,7 @@ The channel bookkeeping follows the DARTS code line for line, so parameter count
 * cells with any ``concat`` length (NASNet/AmoebaNet) — each cell's width follows its own ``multiplier``;
 * adaptive global pooling and an adaptive aux pool, so inputs smaller than 32×32 / 224×224 work;
 * ``in_channels`` for grayscale data;
-* no ``.cuda()``, no in-place ReLUs on cell outputs.
+* no hard-coded device, no in-place ReLUs on cell outputs.
 """
 
 from __future__ import annotations
