@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..genotypes.nb201_text import NB201_EDGES, NB201_OPS, nb201_ops_of
 from ..ops import ReLUConvBN, create_op, wants_relu_input
+from ..supernets.arch import ArchParametersMixin
 from ..supernets.weighting import WEIGHTINGS
 
 __all__ = ["ResNetBasicBlock", "NB201Cell", "NB201Network", "NB201MixedCell", "NB201SuperNet", "build_nb201_network"]
@@ -174,7 +175,7 @@ class NB201Network(_NB201Body):
         return self._logits(x), None
 
 
-class NB201SuperNet(_NB201Body):
+class NB201SuperNet(ArchParametersMixin, _NB201Body):
     """The NB201 supernet: one shared ``[6 edges, 5 ops]`` architecture matrix (key ``normal``) for all cells.
 
     Args:
@@ -194,23 +195,6 @@ class NB201SuperNet(_NB201Body):
         shape = (len(NB201_EDGES), len(NB201_OPS))
         self.alphas = nn.ParameterDict({"normal": nn.Parameter(1e-3 * torch.randn(shape, generator=generator))})
         self.register_buffer("alive_normal", torch.ones(shape, dtype=torch.bool))
-
-    def arch_keys(self) -> list[str]:
-        return list(self.alphas.keys())
-
-    def alive(self, key: str) -> torch.Tensor:
-        return getattr(self, f"alive_{key}")
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas[k] for k in self.alphas.keys()]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
-
-    def op_weights(self) -> dict[str, torch.Tensor]:
-        """``{"normal": [6, 5]}`` op weights, columns in :data:`NB201_OPS` order."""
-        return {k: self._weighting(self.alphas[k], self.alive(k)) for k in self.alphas.keys()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._logits(x, self.op_weights()["normal"])

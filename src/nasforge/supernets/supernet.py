@@ -25,6 +25,7 @@ from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_
 from ..ops.primitives import split_final_bn
 from ..spaces import DartsSpace, reduction_positions
 from ..models.heads import AuxiliaryHeadCIFAR
+from .arch import ArchParametersMixin
 from .weighting import WEIGHTINGS
 
 __all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions"]
@@ -160,7 +161,7 @@ class SearchCell(nn.Module):
         return torch.cat(states[self.space.n_inputs:], dim=1)
 
 
-class SuperNet(nn.Module):
+class SuperNet(ArchParametersMixin, nn.Module):
     """DARTS search network: stem, ``layers`` search cells (reductions at ⌊L/3⌋, ⌊2L/3⌋), pool, classifier.
 
     Args:
@@ -218,24 +219,6 @@ class SuperNet(nn.Module):
         self.auxiliary_head = AuxiliaryHeadCIFAR(c_aux, num_classes) if auxiliary else None
 
     # -- architecture ------------------------------------------------------------------------------------
-    def alive(self, key: str) -> torch.Tensor:
-        return getattr(self, f"alive_{key}")
-
-    def arch_keys(self) -> list[str]:
-        return list(self.alphas.keys())
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        """Architecture parameters in a fixed order (cell keys in creation order)."""
-        return [self.alphas[k] for k in self.alphas.keys()]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
-
-    def op_weights(self) -> dict[str, torch.Tensor]:
-        """Per cell key, the ``[edges, ops]`` op weights (0 for removed ops)."""
-        return {k: self._weighting(self.alphas[k], self.alive(k)) for k in self.alphas.keys()}
-
     def remove_op(self, key: str, edge: int, col: int) -> None:
         """Remove op ``col`` of ``edge`` from every cell using ``key``, for good."""
         self.alive(key)[edge, col] = False
