@@ -8,6 +8,8 @@ For each of ``--archs`` architectures sampled with ``--seed`` (C=16, N=5 network
 * per-sample gradients of all parameters for ``--samples`` images, (a) in one batched pass (``torch.func.vmap``
   over ``grad``, what MGM uses) and (b) as a loop of batch-1 backward passes (what the KNAS code does); both with
   per-sample training-mode BatchNorm, so they compute the same numbers (tests check it);
+* one ordinary batched forward/backward of the same images (not per-sample): the floor any batched method
+  pays, so ``loop_over_batch_gradient_median`` bounds the speed-up a batched per-sample method can reach;
 * the full scoring time of each proxy: build and initialise the network, then score (no cache).
 
 Reports per-architecture times, their medians, and the median of the per-architecture speed-up (loop / batched).
@@ -44,6 +46,13 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def _batch_gradient(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One ordinary forward and backward of the whole batch: the cost floor of any batched method."""
+    net.train()
+    loss = torch.nn.functional.cross_entropy(net(x)[0], y)
+    torch.autograd.grad(loss, [p for p in net.parameters() if p.requires_grad], allow_unused=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", type=int, default=20, help="architectures to time (default: 20)")
@@ -72,6 +81,8 @@ def main() -> None:
         net_a, net_b = spec.build(g, 0), spec.build(g, 0)
         row["batched_s"] = _timed(lambda n=net_a: per_sample_grads(n, xs, ys, select_params(n)))
         row["loop_s"] = _timed(lambda n=net_b: per_sample_grads_loop(n, xs, ys, select_params(n)))
+        net_c = spec.build(g, 0)
+        row["batch_gradient_s"] = _timed(lambda n=net_c: _batch_gradient(n, xs, ys))
         for name in proxies:
             row[f"{name}_s"] = score_architecture(g, name, x, y, seed=0, net=spec).seconds
         if k > 0:  # the first architecture only warms up
@@ -86,7 +97,10 @@ def main() -> None:
         "network": f"NB201 C={args.channels} N={args.cells}",
         "per_sample_grads_batched_median_s": median("batched_s"),
         "per_sample_grads_loop_median_s": median("loop_s"),
+        "batch_gradient_median_s": median("batch_gradient_s"),
         "speedup_median": statistics.median(float(r["loop_s"]) / float(r["batched_s"]) for r in rows),
+        "loop_over_batch_gradient_median": statistics.median(float(r["loop_s"]) / float(r["batch_gradient_s"])
+                                                             for r in rows),
         "speedup_of_medians": median("loop_s") / median("batched_s"),
         "proxy_median_s_per_arch": {name: median(f"{name}_s") for name in proxies},
         "per_arch": rows,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from importlib import resources
 from typing import Any, Mapping, Sequence
 
@@ -22,8 +23,90 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
+__all__ = ["Range", "option", "check_ranges", "DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
            "parse_overrides", "to_dict", "run_dict", "from_dict", "preset_names", "config_diff"]
+
+
+# -- valid ranges, declared next to each field -------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """The values a config field accepts: bounds (``ge``/``gt``/``le``/``lt``), a set of ``choices``, and for
+    floats finiteness. A list-valued field applies its range to every item. ``hint`` suggests a sensible value."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | None = None
+    hint: str | None = None
+
+    def describe(self) -> str:
+        """Human-readable, e.g. ``>= 1``, ``in [0, 1)``, ``one of: first, second``."""
+        if self.choices is not None:
+            return "one of: " + ", ".join(str(c) for c in self.choices)
+        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else None
+        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else None
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return "any finite value"
+
+    def ok(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True  # type checks are done elsewhere; ranges speak only of numbers
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return not ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+                    or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt))
+
+    def check(self, value: Any, key: str) -> None:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for v in items:
+            if v is not None and not self.ok(v):
+                shown = f"{key}={value!r}" if v is value else f"{key} item {v!r}"
+                hint = f" (e.g. {self.hint})" if self.hint else ""
+                raise ConfigError(f"{shown} is out of range: must be {self.describe()}{hint}")
+
+
+def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None, choices: Sequence[Any] | None = None,
+           hint: str | None = None) -> Any:
+    """A dataclass field with its valid range: ``epochs: int = option(50, ge=1)``. ``build_config`` checks it,
+    ``nasforge presets METHOD`` shows it. Cross-field rules go in the dataclass's ``validate()`` method."""
+    rng = Range(ge=ge, gt=gt, le=le, lt=lt, choices=tuple(choices) if choices is not None else None, hint=hint)
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata={"range": rng})
+    return field(default=default, metadata={"range": rng})
+
+
+def field_range(cls_or_obj: Any, name: str) -> Range | None:
+    """The declared range of field ``name`` (None where the field declares none)."""
+    for f in dataclasses.fields(cls_or_obj):
+        if f.name == name:
+            return f.metadata.get("range")
+    return None
+
+
+def check_ranges(obj: Any, prefix: str = "") -> None:
+    """Check every declared range of dataclass ``obj`` (and nested ones), then its ``validate()`` if any."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{prefix}{f.name}.")
+        elif "range" in f.metadata:
+            f.metadata["range"].check(value, f"{prefix}{f.name}")
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(prefix) else f"{prefix}{msg}") from None
 
 
 @dataclass
@@ -236,6 +319,7 @@ def build_config(raw: Mapping[str, Any], search_cls: type | None) -> RunConfig:
         cfg.search = from_dict(search_cls, search_raw, "search.")
     elif search_raw:
         raise ConfigError("this command takes no search.* settings")
+    check_ranges(cfg)
     return cfg
 
 
