@@ -20,7 +20,8 @@ from nasforge.benchmarks import NB201_READERS, load_nb201, resolve_nb201_path
 from nasforge.costs import count_params
 from nasforge.errors import ConfigError, DataError, GenotypeError
 from nasforge.genotypes import Genotype, from_nb201_text, load_genotype, to_nb201_text
-from nasforge.models import NB201Network, NB201SuperNet, build_network
+from nasforge.models import NB201Network, build_network
+from nasforge.supernets import NB201SuperNet
 from nasforge.ops import create_op
 from nasforge.spaces import NB201Arch, NB201Space
 from nasforge.strategies.hypergrad import first_order_arch_grads

@@ -4,9 +4,8 @@ The public API (``nasforge.search``, ``nasforge.train``, ``nasforge.describe``, 
 mirrors the command line; see :mod:`nasforge.api`.
 """
 
-__version__ = "0.1.0"
-
 from . import errors  # noqa: E402
+from ._version import __version__  # noqa: E402
 from .api import SearchResult, describe, search, train  # noqa: E402
 from .genotypes import Genotype, load_genotype, published, save_genotype  # noqa: E402
 from .strategies import STRATEGIES  # noqa: E402

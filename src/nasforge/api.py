@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from .config import RunConfig, load_preset, parse_overrides, run_dict
+from .config import RunConfig, load_preset, merge_dicts, parse_overrides, run_dict
 from .costs import count_macs, count_params
 from .data import ImageDataset, load_dataset
 from .errors import ConfigError
@@ -59,9 +59,7 @@ def _merge_cli(overrides: Mapping[str, Any] | Sequence[str] | None, **flags: Any
             node = node.setdefault(p, {})
         node[leaf] = value
     extra = parse_overrides(list(overrides)) if isinstance(overrides, (list, tuple)) else dict(overrides or {})
-    from .config import _merge
-
-    return _merge(out, extra)
+    return merge_dicts(out, extra)
 
 
 def resolve_config(kind: str, preset: str, search_cls: type | None,

@@ -24,7 +24,7 @@ import yaml
 from .errors import ConfigError
 
 __all__ = ["Range", "option", "check_ranges", "DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
-           "parse_overrides", "to_dict", "run_dict", "from_dict", "preset_names", "config_diff"]
+           "parse_overrides", "merge_dicts", "to_dict", "run_dict", "from_dict", "preset_names", "config_diff"]
 
 
 # -- valid ranges, declared next to each field -------------------------------------------------------------
@@ -255,10 +255,10 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> An
     return cls(**kwargs)
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+        out[k] = merge_dicts(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -307,7 +307,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def load_preset(kind: str, name: str, search_cls: type | None, overrides: Mapping[str, Any] | None = None
                 ) -> RunConfig:
     """Resolve preset ``name`` of ``kind`` (a method or ``train``) with ``overrides`` into a RunConfig."""
-    raw = _merge(preset_dict(kind, name), overrides or {})
+    raw = merge_dicts(preset_dict(kind, name), overrides or {})
     return build_config(raw, search_cls)
 
 

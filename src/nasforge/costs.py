@@ -25,7 +25,9 @@ from typing import Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from .ops import create_op
 __all__ = ["count_params", "count_macs", "flop_counter_macs", "op_cost"]
 
 
@@ -102,8 +104,6 @@ def flop_counter_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int
     hooks of :func:`count_macs`; the two agree on conv/linear networks and disagree where a model computes
     matrix products outside ``Conv2d``/``Linear``.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     with _eval_mode(model), torch.no_grad():
         x = _probe(model, input_size)
         counter = FlopCounterMode(display=False)
@@ -182,8 +182,6 @@ _ANALYTIC = {
 
 @lru_cache(maxsize=4096)
 def _measured_op_cost(op: str, channels: int, height: int, width: int, stride: int) -> tuple[int, int]:
-    from .ops import create_op
-
     module = create_op(op, channels, stride)
     return count_params(module, exclude_prefixes=()), count_macs(module, (channels, height, width))
 

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._io import atomic_write_text
+from . import viz
 from .config import RunConfig
 from .genotypes import Genotype
 
@@ -36,8 +37,6 @@ def _fmt(v: Any) -> str:
 def _figures(run_dir: Path, genotype: Genotype, history: Sequence[dict[str, Any]], curves: Sequence[str],
              weights: dict[str, np.ndarray] | None = None, op_names: Sequence[str] = ()) -> list[str]:
     """Draw the cells, the learning curves and the final architecture weights; return markdown lines."""
-    from . import viz
-
     lines = []
     viz.draw_genotype(genotype, run_dir / "cells.png", title=f"genotype {genotype.hash()[:8]}")
     lines.append("![cells](cells.png)\n")

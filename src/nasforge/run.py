@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from . import __version__
+from ._version import __version__
 from ._io import atomic_save, atomic_write_text
 from .config import config_diff
 from .errors import CheckpointError, NasforgeError

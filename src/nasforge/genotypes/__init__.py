@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 from ..errors import GenotypeError
-from .core import CELL_SHARING, KNOWN_OPS, CellArch, Edge, Genotype, register_op_name
+from .._io import atomic_write_text
+from .core import CELL_SHARING, KNOWN_OPS, CellArch, Edge, Genotype, register_op_name, register_text_format
 from .darts_text import from_darts_pairs, from_darts_text, looks_like_darts_text, to_darts_text
 from .nb201_text import from_nb201_text, looks_like_nb201_text, to_nb201_text
 from .published import PUBLISHED, published, published_names
 
 __all__ = ["Edge", "CellArch", "Genotype", "KNOWN_OPS", "CELL_SHARING", "register_op_name", "from_darts_text",
            "to_darts_text", "from_darts_pairs", "from_nb201_text", "to_nb201_text", "PUBLISHED", "published",
-           "published_names", "load_genotype", "save_genotype"]
+           "published_names", "load_genotype", "save_genotype", "register_text_format"]
 
 
 def load_genotype(spec: "str | Path | Genotype") -> Genotype:
@@ -58,8 +59,6 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
 
 def save_genotype(genotype: Genotype, path: "str | Path") -> None:
     """Write JSON atomically (temporary file, then rename) with the canonical hash alongside."""
-    from .._io import atomic_write_text
-
     data = genotype.to_dict()
     data["hash"] = genotype.hash()
     atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")

@@ -17,11 +17,11 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import GenotypeError
 
-__all__ = ["Edge", "CellArch", "Genotype", "KNOWN_OPS", "register_op_name", "CELL_SHARING"]
+__all__ = ["Edge", "CellArch", "Genotype", "KNOWN_OPS", "register_op_name", "register_text_format", "CELL_SHARING"]
 
 #: Op names a genotype may use. The torch op registry (``nasforge.ops``) implements each of them; a contract
 #: test keeps the two in step. Spaces with their own ops add names with :func:`register_op_name`.
@@ -39,6 +39,16 @@ _MAX_NODES_FOR_ISOMORPHISM = 7  # 7! = 5040 relabelings per cell; beyond that th
 def register_op_name(name: str) -> None:
     """Allow ``name`` in genotypes (call this next to the op's torch registration)."""
     KNOWN_OPS.add(name)
+
+
+#: Text formats by space, filled by the converter modules (``darts_text``, ``nb201_text``, ...), so the IR does
+#: not import its formats. ``"*"`` is the fallback for spaces without a format of their own.
+_TEXT_FORMATS: dict[str, Callable[["Genotype"], str]] = {}
+
+
+def register_text_format(space: str, to_text: Callable[["Genotype"], str]) -> None:
+    """Make ``str(genotype)`` of ``space`` use ``to_text`` (which raises GenotypeError where it cannot)."""
+    _TEXT_FORMATS[space] = to_text
 
 
 @dataclass(frozen=True, order=True)
@@ -274,14 +284,15 @@ class Genotype:
         """Canonical hash: equal for isomorphic genotypes (same cells up to node relabeling)."""
         return hashlib.sha256(repr(self.canonical()).encode()).hexdigest()[:16]
 
-    def __str__(self) -> str:  # the classic DARTS text or the NB201 string where possible, else JSON
-        from .darts_text import to_darts_text
-        from .nb201_text import to_nb201_text
-
-        try:
-            return to_nb201_text(self) if self.space == "nb201" else to_darts_text(self)
-        except GenotypeError:
-            return self.to_json(indent=None)
+    def __str__(self) -> str:
+        """The space's registered text (classic DARTS text, NB201 string, ...) where it can say it, else JSON."""
+        to_text = _TEXT_FORMATS.get(self.space, _TEXT_FORMATS.get("*"))
+        if to_text is not None:
+            try:
+                return to_text(self)
+            except GenotypeError:
+                pass
+        return self.to_json(indent=None)
 
 
 def _as_edge(e: Any, where: str) -> Edge:

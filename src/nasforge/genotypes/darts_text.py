@@ -11,7 +11,7 @@ import ast
 from typing import Any, Sequence
 
 from ..errors import GenotypeError
-from .core import CellArch, Edge, Genotype
+from .core import CellArch, Edge, Genotype, register_text_format
 
 __all__ = ["from_darts_text", "to_darts_text", "from_darts_pairs", "looks_like_darts_text"]
 
@@ -110,3 +110,6 @@ def to_darts_text(genotype: Genotype) -> str:
         parts.append((pairs, list(cell.concat)))
     (n, nc), (r, rc) = parts
     return f"Genotype(normal={n!r}, normal_concat={nc!r}, reduce={r!r}, reduce_concat={rc!r})"
+
+
+register_text_format("*", to_darts_text)  # any space whose cells fit the classic 2-input form

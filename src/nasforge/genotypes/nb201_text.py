@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import GenotypeError
-from .core import CellArch, Edge, Genotype, register_op_name
+from .core import CellArch, Edge, Genotype, register_op_name, register_text_format
 
 __all__ = ["NB201_OPS", "NB201_EDGES", "looks_like_nb201_text", "parse_nb201_ops", "format_nb201_ops",
            "nb201_genotype", "nb201_ops_of", "from_nb201_text", "to_nb201_text"]
@@ -130,3 +130,6 @@ def _check_ops(ops: Sequence[str]) -> None:
     for (src, dst), op in zip(NB201_EDGES, ops):
         if op not in NB201_OPS:
             raise GenotypeError(f"NB201 cell, edge {src}->{dst}: op {op!r} is not an NB201 op ({', '.join(NB201_OPS)})")
+
+
+register_text_format("nb201", to_nb201_text)

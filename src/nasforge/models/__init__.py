@@ -1,12 +1,13 @@
 """Stand-alone networks built from a genotype: the DARTS CIFAR/ImageNet evaluation networks, the NAS-Bench-201
-network (and its supernet), and their parts."""
+network, and their parts."""
 
 from __future__ import annotations
 
 from .cell import EvalCell, drop_path
+from .init import init_network
 from .heads import AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet
-from .nb201 import NB201Network, NB201SuperNet
+from .nb201 import NB201Network
 from .network import DATASET_KINDS, NetworkCIFAR, NetworkImageNet, build_network, reduction_indices
 
 __all__ = ["EvalCell", "drop_path", "AuxiliaryHeadCIFAR", "AuxiliaryHeadImageNet", "NetworkCIFAR",
-           "NetworkImageNet", "build_network", "reduction_indices", "DATASET_KINDS", "NB201Network", "NB201SuperNet"]
+           "NetworkImageNet", "build_network", "reduction_indices", "DATASET_KINDS", "NB201Network", "init_network"]

@@ -1,5 +1,5 @@
 """NAS-Bench-201 networks (Dong & Yang, ICLR 2020; METHODS.md §6.1): the stand-alone network of one cell and the
-weight-sharing supernet of the whole space, on one macro skeleton.
+macro skeleton it shares with the weight-sharing supernet.
 
 Macro (xautodl ``TinyNetwork``): a 3×3 conv stem to C channels + BN; three stages of N cells (C, 2C, 4C) with a
 residual reduction block between stages (ReLU-Conv3×3(stride 2)-BN, ReLU-Conv3×3-BN, plus a 2×2 average pool
@@ -8,9 +8,7 @@ created in the benchmark's order (stem, then cells and reduction blocks in seque
 first k parameter tensors" means the same thing as in the KNAS code, and the parameter count of the CIFAR-10
 network equals the table's ``params_mb`` (a test checks several architectures).
 
-The supernet lives here rather than in :mod:`nasforge.supernets` because it shares this skeleton; it offers the
-same architecture interface as :class:`~nasforge.supernets.SuperNet` (``arch_parameters``,
-``weight_parameters``, ``op_weights``, ``arch_keys``, ``alive``) so the differentiable strategies can drive it.
+The supernet (:class:`~nasforge.supernets.nb201.NB201SuperNet`) reuses :class:`NB201Body`, the skeleton.
 """
 
 from __future__ import annotations
@@ -24,13 +22,11 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..genotypes.nb201_text import NB201_EDGES, NB201_OPS, nb201_ops_of
-from ..ops import ReLUConvBN, create_op, wants_relu_input
-from ..supernets.arch import ArchParametersMixin
-from ..supernets.weighting import WEIGHTINGS
+from ..ops import ReLUConvBN, create_op
 
-__all__ = ["ResNetBasicBlock", "NB201Cell", "NB201Network", "NB201MixedCell", "NB201SuperNet", "build_nb201_network"]
+__all__ = ["ResNetBasicBlock", "NB201Cell", "NB201Body", "NB201Network", "build_nb201_network", "sum_inputs", "N_NODES"]
 
-_N_NODES = 3
+N_NODES = 3
 
 
 class ResNetBasicBlock(nn.Module):
@@ -51,7 +47,7 @@ class ResNetBasicBlock(nn.Module):
         return residual + self.conv_b(self.conv_a(x))
 
 
-def _sum(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+def sum_inputs(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """Sum of a node's inputs; a node fed only by ``none`` edges is zero (of its input's shape)."""
     if not parts:
         return torch.zeros_like(like)
@@ -72,46 +68,15 @@ class NB201Cell(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
-        for j in range(1, _N_NODES + 1):
+        for j in range(1, N_NODES + 1):
             parts = [self.edges[e](nodes[src]) for e, (src, dst) in enumerate(NB201_EDGES)
                      if dst == j and self.op_names[e] != "none"]
-            nodes.append(_sum(parts, x))
+            nodes.append(sum_inputs(parts, x))
         return nodes[-1]
 
 
-class NB201MixedCell(nn.Module):
-    """A search cell: every edge holds all non-``none`` ops, mixed by the op weights ``[6, 5]``.
-
-    Ops are built as NB201's search cells build them: non-affine BNs and bare pools (no DARTS pool-BN). The
-    ReLU that starts each conv op is computed once per source node and shared by its outgoing edges; ``none``
-    contributes zero and is never computed (its weight still counts in the normaliser).
-    """
-
-    def __init__(self, channels: int, op_names: Sequence[str] = NB201_OPS) -> None:
-        super().__init__()
-        self.op_names = tuple(op_names)
-        self.columns = [k for k, op in enumerate(self.op_names) if op != "none"]
-        self.edges = nn.ModuleList(
-            nn.ModuleList(create_op(self.op_names[k], channels, 1, affine=False, search=False, relu=False)
-                          for k in self.columns) for _ in NB201_EDGES)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        nodes, relus = [x], [F.relu(x)]
-        for j in range(1, _N_NODES + 1):
-            parts = []
-            for e, (src, dst) in enumerate(NB201_EDGES):
-                if dst != j:
-                    continue
-                for k, op in zip(self.columns, self.edges[e]):
-                    parts.append(weights[e, k] * op(relus[src] if wants_relu_input(op) else nodes[src]))
-            nodes.append(_sum(parts, x))
-            if j < _N_NODES:  # the output node feeds no edge
-                relus.append(F.relu(nodes[-1]))
-        return nodes[-1]
-
-
-class _NB201Body(nn.Module):
-    """Stem, three stages of cells made by ``make_cell(C)`` with residual blocks between them, and the head."""
+class NB201Body(nn.Module):
+    """Shared by the network and the supernet: stem, three stages of cells made by ``make_cell(C)`` with residual blocks between them, and the head."""
 
     def __init__(self, make_cell: Callable[[int], nn.Module], num_classes: int, channels: int, cells_per_stage: int,
                  in_channels: int) -> None:
@@ -141,7 +106,7 @@ class _NB201Body(nn.Module):
         return self.classifier(self.global_pooling(self.lastact(x)).flatten(1))
 
 
-class NB201Network(_NB201Body):
+class NB201Network(NB201Body):
     """The stand-alone NB201 network of one cell (the benchmark's training network).
 
     Args:
@@ -173,31 +138,6 @@ class NB201Network(_NB201Body):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self._logits(x), None
-
-
-class NB201SuperNet(ArchParametersMixin, _NB201Body):
-    """The NB201 supernet: one shared ``[6 edges, 5 ops]`` architecture matrix (key ``normal``) for all cells.
-
-    Args:
-        num_classes: classifier outputs.
-        channels: C (16 in the NB201 DARTS/GDAS baselines).
-        cells_per_stage: N (5 there).
-        in_channels: image channels.
-        weighting: name in :data:`~nasforge.supernets.WEIGHTINGS` (softmax for DARTS).
-        generator: draws the initial alphas, 1e-3·N(0, 1) as in DARTS.
-    """
-
-    def __init__(self, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5, in_channels: int = 3,
-                 weighting: str = "softmax", generator: torch.Generator | None = None) -> None:
-        super().__init__(lambda c: NB201MixedCell(c), num_classes, channels, cells_per_stage, in_channels)
-        self._weighting = WEIGHTINGS.get(weighting)
-        self.weighting_name = weighting
-        shape = (len(NB201_EDGES), len(NB201_OPS))
-        self.alphas = nn.ParameterDict({"normal": nn.Parameter(1e-3 * torch.randn(shape, generator=generator))})
-        self.register_buffer("alive_normal", torch.ones(shape, dtype=torch.bool))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._logits(x, self.op_weights()["normal"])
 
 
 def build_nb201_network(genotype: Genotype, *, num_classes: int | None = None, cells_per_stage: int | None = None,

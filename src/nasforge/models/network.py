@@ -20,6 +20,7 @@ from ..errors import ConfigError, GenotypeError
 from ..genotypes.core import Genotype
 from .cell import EvalCell
 from .heads import AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet
+from .nb201 import build_nb201_network
 
 __all__ = ["NetworkCIFAR", "NetworkImageNet", "build_network", "reduction_indices", "DATASET_KINDS"]
 
@@ -182,9 +183,12 @@ def build_network(genotype: Genotype, *, dataset_kind: str = "cifar", num_classe
     """
     if dataset_kind not in DATASET_KINDS:
         raise ConfigError(f"unknown dataset kind {dataset_kind!r}; choose one of: {', '.join(DATASET_KINDS)}")
-    if genotype.space == "nb201":
-        from .nb201 import build_nb201_network
+    if genotype.space == "nao":  # NAO cells: loose-end outputs, inputs preprocessed only when needed
+        from .nao import build_nao_network
 
+        return build_nao_network(genotype, dataset_kind=dataset_kind, num_classes=num_classes, layers=layers,
+                                 channels=channels, auxiliary=auxiliary, in_channels=in_channels)
+    if genotype.space == "nb201":
         return build_nb201_network(genotype, num_classes=num_classes, cells_per_stage=layers, channels=channels,
                                    auxiliary=auxiliary, in_channels=in_channels)
     if dataset_kind == "cifar":

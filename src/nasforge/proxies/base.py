@@ -8,7 +8,6 @@ each proxy its own network — :func:`nasforge.proxies.scoring.score_architectur
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.init import init_network
 from ..registry import Registry
 
 __all__ = ["Proxy", "PROXIES", "register_proxy", "resolve_options", "init_network", "logits_of", "weight_tensors"]
@@ -85,26 +85,6 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     raise ConfigError(f"proxy option {where}: expected {kind.__name__}, got {value!r}")
-
-
-@torch.no_grad()
-def init_network(net: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialise ``net`` exactly as PyTorch's defaults would, but drawing from ``generator``.
-
-    Convs and linears: Kaiming-uniform weights (a=√5) and uniform biases in ±1/√fan_in; BatchNorms: unit scale,
-    zero shift, fresh running statistics. So a score depends only on (architecture, seed) and never on the
-    global RNG or on what ran before.
-    """
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-            if m.bias is not None:
-                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_parameters()
-    return net
 
 
 def logits_of(out: Any) -> torch.Tensor:

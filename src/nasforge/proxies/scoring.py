@@ -33,6 +33,7 @@ from ..data import ImageDataset, augment_batch, normalize
 from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
 from ..genotypes.nb201_text import to_nb201_text
+from ..models import build_network
 from .base import PROXIES, init_network, resolve_options
 
 __all__ = ["ProxyScore", "ScoreCache", "NetworkSpec", "score_architecture", "score_many", "proxy_batch",
@@ -62,8 +63,6 @@ class NetworkSpec:
 
     def build(self, genotype: Genotype, seed: int) -> nn.Module:
         """The network of ``genotype``, initialised from ``seed`` alone (PyTorch's default distributions)."""
-        from ..models import build_network
-
         nb201 = genotype.space == "nb201"
         net = build_network(genotype, num_classes=self.num_classes, in_channels=self.in_channels,
                             layers=self.cells or (5 if nb201 else genotype.num_cells_required or 8),

@@ -26,6 +26,7 @@ from ..errors import GenotypeError
 from ..genotypes import Genotype
 from ..genotypes.nb201_text import (NB201_EDGES, NB201_OPS, format_nb201_ops, looks_like_nb201_text,
                                     nb201_genotype, nb201_ops_of, parse_nb201_ops)
+from ..models.nb201 import NB201Network
 
 __all__ = ["NB201_OPS", "NB201_EDGES", "NB201_SIZE", "NB201Arch", "NB201Space", "official_order"]
 
@@ -166,12 +167,4 @@ class NB201Space:
 
     def build_network(self, genotype: Genotype, **kwargs: Any) -> torch.nn.Module:
         """The stand-alone network (:class:`~nasforge.models.nb201.NB201Network`) of ``genotype``."""
-        from ..models.nb201 import NB201Network
-
         return NB201Network(genotype, **kwargs)
-
-    def build_supernet(self, **kwargs: Any) -> torch.nn.Module:
-        """The weight-sharing network (:class:`~nasforge.models.nb201.NB201SuperNet`) of this space."""
-        from ..models.nb201 import NB201SuperNet
-
-        return NB201SuperNet(**kwargs)

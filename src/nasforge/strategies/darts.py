@@ -24,7 +24,7 @@ from ..genotypes import Genotype
 from ..ops import DARTS_OPS
 from ..spaces import DartsSpace
 from ..spaces.nb201 import NB201Space
-from ..supernets import SuperNet
+from ..supernets import NB201SuperNet, SuperNet
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 from .hypergrad import first_order_arch_grads, second_order_arch_grads
 
@@ -98,9 +98,8 @@ class Darts(Strategy):
         """A fresh supernet of ``layers`` cells holding only the ``alive`` ops, with fresh alphas."""
         c, ctx = self.config, self.context
         if isinstance(self.space, NB201Space):
-            return self.space.build_supernet(num_classes=ctx.num_classes, channels=channels or c.channels,
-                                             cells_per_stage=layers, in_channels=ctx.in_channels,
-                                             weighting=c.weighting, generator=ctx.generator)
+            return NB201SuperNet(num_classes=ctx.num_classes, channels=channels or c.channels, cells_per_stage=layers,
+                                 in_channels=ctx.in_channels, weighting=c.weighting, generator=ctx.generator)
         net = SuperNet(self.space, channels or c.channels, ctx.num_classes, layers, in_channels=ctx.in_channels,
                        weighting=c.weighting, alive=alive, generator=ctx.generator)
         net.set_checkpoint_edges(c.checkpoint_edges)
@@ -149,7 +148,7 @@ class Darts(Strategy):
 
     def arch_step(self, train_batch: Batch, val_batch: Batch) -> float:
         arch = self.net.arch_parameters()
-        val_loss = lambda: F.cross_entropy(self.net(val_batch[0]), val_batch[1])  # noqa: E731
+        val_loss = lambda: self.arch_loss(val_batch)  # noqa: E731
         if self.config.order == "first":
             loss, grads = first_order_arch_grads(val_loss, arch)
         else:
@@ -166,6 +165,11 @@ class Darts(Strategy):
         self.a_optimizer.step()
         self.a_optimizer.zero_grad(set_to_none=True)
         return float(loss)
+
+    def arch_loss(self, batch: Batch) -> torch.Tensor:
+        """The architecture objective on a validation batch; methods with a regulariser of the architecture
+        parameters (EnTranNAS's DST sparsity) add it here, so first and second order both see it."""
+        return F.cross_entropy(self.net(batch[0]), batch[1])
 
     def weight_step(self, batch: Batch) -> dict[str, float]:
         x, y = batch

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._io import atomic_write_text
+from .. import viz
 from ..costs import count_macs, count_params, op_cost
 from ..errors import ConfigError
 from ..genotypes import CellArch, Edge, Genotype, save_genotype
@@ -306,8 +307,6 @@ class GoldNas(Strategy):
                 "final": strip(self.records[-1]) if self.records else None}
 
     def report_sections(self, run_dir: Any) -> list[str]:
-        from .. import viz
-
         front = self.front()
         buf = io.StringIO()
         writer = csv.writer(buf)

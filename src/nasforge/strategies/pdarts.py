@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import viz
 from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..spaces import CELL_TYPES, DartsSpace
@@ -205,8 +206,6 @@ class PDarts(Darts):
                 "stages": [{k: v for k, v in r.items() if k not in ("weights", "alive")} for r in self.stage_history]}
 
     def report_sections(self, run_dir: Any) -> list[str]:
-        from .. import viz
-
         out = ["## Stages\n", "| stage | cells | ops per edge | wall time (s) | peak memory (MiB) |",
                "|---|---|---|---|---|"]
         for r in self.stage_history:

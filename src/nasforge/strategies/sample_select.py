@@ -30,8 +30,8 @@ from torch.nn import functional as F
 from ..benchmarks import COLUMN_ALIASES, SELECTION_COLUMNS, NB201Table, load_nb201
 from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
+from ..models import init_network
 from ..models.nb201 import NB201Network
-from ..proxies import init_network
 from ..spaces import NB201Arch, NB201Space
 from .base import Batch, SearchContext, Strategy
 

@@ -1,7 +1,8 @@
 """``nasforge bench`` and ``nasforge proxies``: the NAS-Bench-201 table and training-free proxies from the shell.
 
-``cli.py`` registers these parsers with :func:`add_parsers` and hands the parsed arguments to :func:`run`; this
-module only parses, calls the library and prints (one-line errors come from :class:`~nasforge.errors.NasforgeError`).
+:mod:`nasforge.cli` registers these parsers with :func:`add_parsers` and calls the handler in :data:`COMMANDS`;
+this module only parses, calls the library and prints (one-line errors come from
+:class:`~nasforge.errors.NasforgeError`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,22 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["COMMANDS", "add_parsers", "run"]
+import numpy as np
+import torch
 
-COMMANDS = ("bench", "proxies")
+from .._io import atomic_write_text
+from ..benchmarks import ACCURACY_COLUMNS, load_nb201
+from ..data import load_dataset
+from ..errors import ConfigError, DataError, GenotypeError
+from ..genotypes import load_genotype
+from ..proxies import (PROXIES, NetworkSpec, ScoreCache, default_cache_dir, kendall_tau, proxy_batch, score_many,
+                       spearman_rho)
+from ..spaces import DartsSpace, NB201Arch, NB201Space
+
+__all__ = ["COMMANDS", "add_parsers"]
+
 
 EXAMPLES_BENCH = """examples:
   nasforge bench --space nb201 --arch 6111              # the best CIFAR-10 cell (94.37 %)
@@ -88,22 +100,15 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data root (default: $NASFORGE_DATA, else ~/.cache/nasforge/data)")
 
 
-def run(args: argparse.Namespace) -> int:
-    return _bench(args) if args.command == "bench" else _proxies(args)
-
-
 # -- bench -----------------------------------------------------------------------------------------------------
 def _arch_of(spec: str) -> Any:
     """An NB201 string or index as is; anything else is loaded as a genotype (file, run folder, JSON)."""
-    from .genotypes import load_genotype
 
     text = spec.strip()
     return text if text.isdigit() or text.startswith("|") else load_genotype(text)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .benchmarks import load_nb201
-
     table = load_nb201(args.table, data_dir=args.data_dir)
     results = [table.query(_arch_of(a)) for a in args.arch]
     if args.json:
@@ -127,9 +132,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 # -- proxies ---------------------------------------------------------------------------------------------------
 def _proxy_names(spec: str) -> list[str]:
-    from .errors import ConfigError
-    from .proxies import PROXIES
-
     names = PROXIES.names() if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise ConfigError("--proxy needs at least one proxy name, e.g. --proxy mgm,params")
@@ -139,8 +141,6 @@ def _proxy_names(spec: str) -> list[str]:
 
 
 def _options(items: Sequence[str], proxies: Sequence[str]) -> dict[str, dict[str, str]]:
-    from .errors import ConfigError
-
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -154,10 +154,6 @@ def _options(items: Sequence[str], proxies: Sequence[str]) -> dict[str, dict[str
 
 
 def _read_archs(path: str) -> list[Any]:
-    from .errors import GenotypeError
-    from .genotypes import load_genotype
-    from .spaces import NB201Arch
-
     try:
         lines = Path(path).expanduser().read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -177,11 +173,6 @@ def _read_archs(path: str) -> list[Any]:
 
 
 def _sample(space: str, n: int, seed: int) -> list[Any]:
-    import torch
-
-    from .errors import ConfigError
-    from .spaces import DartsSpace, NB201Arch, NB201Space
-
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     gen = torch.Generator().manual_seed(seed)
@@ -191,13 +182,6 @@ def _sample(space: str, n: int, seed: int) -> list[Any]:
 
 
 def _proxies(args: argparse.Namespace) -> int:
-    from .benchmarks import ACCURACY_COLUMNS, load_nb201
-    from .data import load_dataset
-    from .errors import DataError
-    from .proxies import NetworkSpec, ScoreCache, default_cache_dir, kendall_tau, proxy_batch, score_many, \
-        spearman_rho
-    from .spaces import NB201Arch
-
     names = _proxy_names(args.proxy)
     options = _options(args.option, names)
     genotypes = _read_archs(args.archs) if args.archs else _sample(args.space, args.n, args.seed)
@@ -211,8 +195,6 @@ def _proxies(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/proxies-{args.space}-{args.dataset.replace(':', '-').replace('/', '_')}-"
                            f"n{len(genotypes)}-seed{args.seed}.csv")
     _write_csv(out, genotypes, indices, names, scores)
-
-    import numpy as np
 
     report: dict[str, Any] = {"csv": str(out), "n": len(genotypes), "dataset": args.dataset, "seed": args.seed,
                               "samples": len(y), "proxies": names, "options": options,
@@ -240,8 +222,6 @@ def _proxies(args: argparse.Namespace) -> int:
 
 def _write_csv(path: Path, genotypes: Sequence[Any], indices: Sequence[int | None], names: Sequence[str],
                scores: Sequence[dict[str, Any]]) -> None:
-    from ._io import atomic_write_text
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["nb201_index", "arch", *names, *(f"{p}_seconds" for p in names)])
@@ -266,3 +246,6 @@ def _print_report(report: dict[str, Any]) -> None:
     for p, by_col in report["correlations"].items():
         print(f"{p:<14}" + "".join(f"{by_col[c]['kendall_tau']:>12.3f} / {by_col[c]['spearman_rho']:<7.3f}"
                                    for c in cols))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"bench": _bench, "proxies": _proxies}

@@ -1,0 +1,82 @@
+"""``nasforge search`` and ``nasforge train``: the two commands that create a run folder, with their shared options.
+
+Parsing only; the work is :func:`nasforge.api.search` and :func:`nasforge.api.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from .. import api
+
+__all__ = ["COMMANDS", "add_parsers"]
+
+EXAMPLES_SEARCH = """examples:
+  nasforge search                                   # tiny DARTS search on the embedded digits (about a minute)
+  nasforge search --dataset cifar10 --preset paper  # the paper's CIFAR-10 search (GPU recommended)
+  nasforge search --set search.order=second --set search.epochs=10 --out runs/x
+  nasforge search --out runs/x --resume             # continue an interrupted run
+"""
+EXAMPLES_TRAIN = """examples:
+  nasforge train --genotype DARTS_V2                       # tiny retraining on digits
+  nasforge train --genotype runs/x/genotype.json --dataset cifar10 --preset paper
+  nasforge train --genotype "Genotype(normal=[...], ...)" --set train.epochs=20
+"""
+
+
+def _common(p: argparse.ArgumentParser, kind: str) -> None:
+    p.add_argument("--dataset", help="digits (embedded, default), cifar10, cifar100, or npz:PATH with x_train, "
+                                     "y_train, x_test, y_test")
+    p.add_argument("--preset", default="tiny", help=f"named settings from presets/{kind}.yaml (default: tiny; "
+                                                    "'paper' for the published ones); see 'nasforge presets'")
+    p.add_argument("--out", help="run folder (default: runs/<kind>-<name>-<dataset>-<time>)")
+    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--data-dir", help="where datasets are looked for (default: $NASFORGE_DATA, else "
+                                      "~/.cache/nasforge/data)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set search.epochs=3 --set data.batch_size=32; "
+                        "'nasforge presets METHOD' lists every field with its valid range")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``search`` and ``train`` to the CLI's subparsers."""
+    p = sub.add_parser("search", help="search an architecture", epilog=EXAMPLES_SEARCH,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Search a cell with a NAS method; writes config.yaml, metrics.jsonl, "
+                                   "genotype.json, checkpoints/ and report.md into the run folder.")
+    p.add_argument("--method", default="darts", help="search method (default: darts); see 'nasforge presets'")
+    _common(p, "<method>")
+
+    p = sub.add_parser("train", help="retrain a genotype from scratch and report test accuracy",
+                       epilog=EXAMPLES_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train the evaluation network of a genotype with the DARTS-family recipe "
+                                   "(cutout, drop-path, auxiliary head); writes result.json and report.md.")
+    p.add_argument("--genotype", required=True, help="a genotype.json file or run folder, a published name "
+                                                     "(DARTS_V2, PDARTS, ...) or Genotype(...) text")
+    _common(p, "train")
+
+
+def _search(args: argparse.Namespace) -> int:
+    result = api.search(method=args.method, dataset=args.dataset, preset=args.preset, out=args.out,
+                        seed=args.seed, device=args.device, resume=args.resume, overrides=args.overrides,
+                        data_dir=args.data_dir, progress=not args.no_progress)
+    print(f"genotype: {result.genotype}")
+    print(f"run folder: {result.run_dir} (report.md, genotype.json)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    result = api.train(args.genotype, dataset=args.dataset, preset=args.preset, out=args.out, seed=args.seed,
+                       device=args.device, resume=args.resume, overrides=args.overrides,
+                       data_dir=args.data_dir, progress=not args.no_progress)
+    print(f"test accuracy: {result['test_acc']:.2f}%  params: {result['params']:,}  "
+          f"multiply-adds: {result['macs']:,}  wall: {result['wall_s']:.1f} s")
+    print(f"run folder: {result['run_dir']} (result.json, report.md)")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"search": _search, "train": _train}
