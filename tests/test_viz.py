@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from nasforge import viz
+from nasforge.viz import cells, plots, style
 from nasforge.genotypes import CellArch, Edge, Genotype, published
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -78,12 +79,12 @@ def test_draw_genotype_overwrites_and_leaves_no_temp_files(tmp_path: Path) -> No
     viz.draw_genotype(published("PDARTS"), path)
     assert path.read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png"]
-    assert path.stat().st_mode & 0o777 == 0o666 & ~viz._umask()  # the mode open() would give, not 0600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~style.umask()  # the mode open() would give, not 0600
 
 
 # -- draw_cell --------------------------------------------------------------------------------------------
 def _drawn_cell(cell: CellArch) -> tuple[Figure, object]:
-    w, h = viz._panel_size(viz._layout_cell(cell))
+    w, h = cells.panel_size(cells.layout_cell(cell))
     fig = Figure(figsize=(w, h), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -124,10 +125,10 @@ def test_draw_cell_one_arc_per_edge_and_parallel_arcs_apart() -> None:
     nodes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
     assert len(nodes) == cell.n_inputs + cell.n_nodes + 1
     # The three ops on 1 -> 3 are three different curves whose midpoints are a label height apart.
-    lay = viz._layout_cell(cell)
+    lay = cells.layout_cell(cell)
     mids = sorted(r.offset for r in lay.routes if (r.src, r.dst) == (1, 3))
     assert len(mids) == 3
-    assert min(b - a for a, b in zip(mids, mids[1:])) >= viz._label_size("Xg")[1]
+    assert min(b - a for a, b in zip(mids, mids[1:])) >= cells.label_size("Xg")[1]
 
 
 def test_draw_cell_on_a_foreign_axes_and_one_input_cell() -> None:
@@ -167,9 +168,9 @@ def test_heatmap_with_nan(tmp_path: Path) -> None:
 
 
 def test_heatmap_labels_and_errors(tmp_path: Path) -> None:
-    assert viz._default_edge_labels(14)[:3] == ["0→2", "1→2", "0→3"]
-    assert viz._default_edge_labels(14)[-1] == "4→5"
-    assert viz._default_edge_labels(4) == ["edge 0", "edge 1", "edge 2", "edge 3"]
+    assert plots.default_edge_labels(14)[:3] == ["0→2", "1→2", "0→3"]
+    assert plots.default_edge_labels(14)[-1] == "4→5"
+    assert plots.default_edge_labels(4) == ["edge 0", "edge 1", "edge 2", "edge 3"]
     w = np.full((3, 2), np.nan)  # all NaN still draws
     viz.draw_weights_heatmap({"cell 0": w}, ["a", "b"], tmp_path / "nan.png",
                              edge_labels={"cell 0": ["x", "y", "z"]})
