@@ -116,13 +116,14 @@ class DataConfig:
     dataset: str = "digits"
     data_dir: str | None = None  # else $NASFORGE_DATA, else ~/.cache/nasforge/data
     download: bool = True
-    train_portion: float = 0.5  # search: share of the training set used for weights (the rest: architecture)
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    n_train: int = 0  # use only the first n training images (0 = all); for tiny presets and tests
-    n_test: int = 0  # use only the first n test images (0 = all)
-    cutout: int = 0  # cutout square side in pixels (0 = off)
-    pad: int = -1  # pad-and-crop padding (-1 = the dataset's default, 4 for CIFAR)
+    # search: share of the training set used for weights (the rest: architecture)
+    train_portion: float = option(0.5, gt=0, lt=1, hint="0.5")
+    batch_size: int = option(64, ge=1, hint="64")
+    eval_batch_size: int = option(256, ge=1)
+    n_train: int = option(0, ge=0)  # use only the first n training images (0 = all); for tiny presets and tests
+    n_test: int = option(0, ge=0)  # use only the first n test images (0 = all)
+    cutout: int = option(0, ge=0)  # cutout square side in pixels (0 = off)
+    pad: int = option(-1, ge=-1)  # pad-and-crop padding (-1 = the dataset's default, 4 for CIFAR)
     flip: bool | None = None  # random horizontal flip (None = the dataset's default)
 
 
@@ -130,8 +131,9 @@ class DataConfig:
 class LoopConfig:
     """Search-loop bookkeeping."""
 
-    valid_every: int = 1  # evaluate the supernet on the architecture split every n epochs (0 = only at the end)
-    valid_batches: int = 0  # cap the evaluation at n batches (0 = the whole split)
+    # evaluate the supernet on the architecture split every n epochs (0 = only at the end)
+    valid_every: int = option(1, ge=0)
+    valid_batches: int = option(0, ge=0)  # cap the evaluation at n batches (0 = the whole split)
     progress: bool = True
 
 
@@ -139,21 +141,22 @@ class LoopConfig:
 class TrainConfig:
     """Retraining a derived network from scratch (the evaluation recipe, METHODS.md §1.5)."""
 
-    network: str = "cifar"  # cifar or imagenet macro-structure
-    epochs: int = 600
-    layers: int = 20
-    channels: int = 36
-    lr: float = 0.025
-    lr_min: float = 0.0
-    lr_schedule: str = "cosine"  # cosine, exponential (x lr_gamma per epoch) or linear
-    lr_gamma: float = 0.97
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
+    network: str = option("cifar", choices=("cifar", "imagenet"))  # cifar or imagenet macro-structure
+    epochs: int = option(600, ge=1, hint="600")
+    layers: int = option(20, ge=1)
+    channels: int = option(36, ge=1)
+    lr: float = option(0.025, gt=0, hint="0.025")
+    lr_min: float = option(0.0, ge=0)
+    # cosine, exponential (x lr_gamma per epoch) or linear
+    lr_schedule: str = option("cosine", choices=("cosine", "exponential", "linear"))
+    lr_gamma: float = option(0.97, gt=0, le=1)
+    momentum: float = option(0.9, ge=0, lt=1)
+    weight_decay: float = option(3e-4, ge=0)
     auxiliary: bool = True
-    aux_weight: float = 0.4
-    drop_path: float = 0.2  # maximum drop-path rate, ramped linearly over the epochs
-    grad_clip: float = 5.0
-    label_smoothing: float = 0.0
+    aux_weight: float = option(0.4, ge=0)
+    drop_path: float = option(0.2, ge=0, lt=1)  # maximum drop-path rate, ramped linearly over the epochs
+    grad_clip: float = option(5.0, ge=0)
+    label_smoothing: float = option(0.0, ge=0, lt=1)
 
 
 @dataclass
@@ -161,7 +164,7 @@ class RunConfig:
     """A whole run. ``search`` holds the method's own config dataclass."""
 
     method: str = "darts"
-    seed: int = 2
+    seed: int = option(2, ge=0)
     device: str = "cpu"
     deterministic: bool = True  # deterministic kernels (bit-exact resume on CPU)
     data: DataConfig = field(default_factory=DataConfig)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..ops import DARTS_OPS
@@ -36,23 +37,25 @@ class BilevelConfig:
     """What every DARTS-style bilevel search shares: the cell space, the two optimizers, memory options.
     Defaults are DARTS's CIFAR-10 settings (METHODS.md §1.5)."""
 
-    space: str = "darts"  # "darts" (cells of 4 nodes, 8 ops) or "nb201" (NAS-Bench-201; judged by the table)
-    channels: int = 16  # initial channels C
-    nodes: int = 4  # intermediate nodes per cell (DARTS space)
+    # "darts" (cells of 4 nodes, 8 ops) or "nb201" (NAS-Bench-201; judged by the table)
+    space: str = option("darts", choices=("darts", "nb201"))
+    channels: int = option(16, ge=1)  # initial channels C
+    nodes: int = option(4, ge=1)  # intermediate nodes per cell (DARTS space)
     ops: list[str] = field(default_factory=lambda: list(DARTS_OPS))  # candidate ops (DARTS space)
-    order: str = "first"  # "first" or "second" (unrolled, finite-difference Hessian-vector product)
+    # "first" or "second" (unrolled, finite-difference Hessian-vector product)
+    order: str = option("first", choices=("first", "second"))
     weighting: str = "softmax"
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    w_grad_clip: float = 5.0
-    arch_lr: float = 3e-4
-    arch_beta1: float = 0.5
-    arch_beta2: float = 0.999
-    arch_weight_decay: float = 1e-3
-    arch_grad_clip: float = 0.0  # 0 = off, as in DARTS (P-DARTS clips to 5)
-    warmup_epochs: int = 0  # weight-only epochs before architecture updates start
+    w_lr: float = option(0.025, gt=0, hint="0.025")
+    w_lr_min: float = option(0.001, ge=0)
+    w_momentum: float = option(0.9, ge=0, lt=1)
+    w_weight_decay: float = option(3e-4, ge=0)
+    w_grad_clip: float = option(5.0, ge=0)
+    arch_lr: float = option(3e-4, gt=0, hint="3e-4")
+    arch_beta1: float = option(0.5, ge=0, lt=1)
+    arch_beta2: float = option(0.999, ge=0, lt=1)
+    arch_weight_decay: float = option(1e-3, ge=0)
+    arch_grad_clip: float = option(0.0, ge=0)  # 0 = off, as in DARTS (P-DARTS clips to 5)
+    warmup_epochs: int = option(0, ge=0)  # weight-only epochs before architecture updates start
     checkpoint_edges: bool = True  # recompute edge activations in backward: ~2x less peak memory, ~1/3 more time
 
 
@@ -60,8 +63,8 @@ class BilevelConfig:
 class DartsConfig(BilevelConfig):
     """DARTS search hyper-parameters; defaults are the paper's CIFAR-10 settings (METHODS.md §1.5)."""
 
-    epochs: int = 50
-    layers: int = 8  # cells in the supernet (nb201: cells per stage, N)
+    epochs: int = option(50, ge=1, hint="50")
+    layers: int = option(8, ge=1)  # cells in the supernet (nb201: cells per stage, N)
 
 
 def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from .._io import atomic_write_text
 from .. import viz
 from ..costs import count_macs, count_params, op_cost
+from ..config import option
 from ..errors import ConfigError
 from ..genotypes import CellArch, Edge, Genotype, save_genotype
 from ..models import build_network
@@ -53,30 +54,32 @@ __all__ = ["GoldNas", "GoldNasConfig", "update_lambda"]
 class GoldNasConfig:
     """GOLD-NAS hyper-parameters; defaults follow the unofficial CIFAR code (METHODS.md §3.3)."""
 
-    epochs: int = 200  # at most; the search also ends when ``target`` is reached
-    layers: int = 14  # cells (the conference version; 20 for the arXiv version)
-    channels: int = 36
-    nodes: int = 4
+    epochs: int = option(200, ge=1, hint="200")  # at most; the search also ends when ``target`` is reached
+    layers: int = option(14, ge=1)  # cells (the conference version; 20 for the arXiv version)
+    channels: int = option(36, ge=1)
+    nodes: int = option(4, ge=1)
     ops: list[str] = field(default_factory=lambda: ["skip_connect", "sep_conv_3x3"])
-    aux_weight: float = 0.4  # auxiliary head loss weight (0 = no head)
-    w_lr: float = 0.01  # constant: the number of epochs is open-ended
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    w_grad_clip: float = 5.0
-    arch_lr: float = 1.0
-    arch_momentum: float = 0.9
-    arch_weight_decay: float = 0.0
-    resource: str = "macs"  # "macs" or "params" (in millions)
-    cost_form: str = "paper"  # "paper" or "unofficial"
-    cost_r: float = 1.0  # unofficial form: constant charge per op
-    cost_mu: float = 0.0  # unofficial form: weight of the op's resource cost
-    prune_weight: str = "node"  # "node" (normalised over the node's alive ops) or "raw"
-    xi_min: float = 0.01  # prune every op at or below this weight
-    xi_max: float = 0.05  # then prune up to n0 of the weakest ops at or below this weight
-    n0: int = 4
-    lambda0: float = 1e-5
-    c0: float = 2.0
-    target: float = 0.0  # stop when the derived network's resource (millions) is at or below this (0 = off)
+    aux_weight: float = option(0.4, ge=0)  # auxiliary head loss weight (0 = no head)
+    w_lr: float = option(0.01, gt=0)  # constant: the number of epochs is open-ended
+    w_momentum: float = option(0.9, ge=0, lt=1)
+    w_weight_decay: float = option(3e-4, ge=0)
+    w_grad_clip: float = option(5.0, ge=0)
+    arch_lr: float = option(1.0, gt=0)
+    arch_momentum: float = option(0.9, ge=0, lt=1)
+    arch_weight_decay: float = option(0.0, ge=0)
+    resource: str = option("macs", choices=("macs", "params"))  # "macs" or "params" (in millions)
+    cost_form: str = option("paper", choices=("paper", "unofficial"))  # "paper" or "unofficial"
+    cost_r: float = option(1.0, ge=0)  # unofficial form: constant charge per op
+    cost_mu: float = option(0.0, ge=0)  # unofficial form: weight of the op's resource cost
+    # "node" (normalised over the node's alive ops) or "raw"
+    prune_weight: str = option("node", choices=("node", "raw"))
+    xi_min: float = option(0.01, ge=0, lt=1)  # prune every op at or below this weight
+    xi_max: float = option(0.05, ge=0, lt=1)  # then prune up to n0 of the weakest ops at or below this weight
+    n0: int = option(4, ge=0)
+    lambda0: float = option(1e-5, gt=0)
+    c0: float = option(2.0, gt=1)
+    # stop when the derived network's resource (millions) is at or below this (0 = off)
+    target: float = option(0.0, ge=0)
     checkpoint_edges: bool = True
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..proxies import (PROXIES, NetworkSpec, ScoreCache, default_cache_dir, resolve_options, score_architecture,
@@ -46,12 +47,13 @@ _log = logging.getLogger(__name__)
 class KnasConfig(SampleSelectConfig):
     """KNAS settings; defaults are the paper protocol on CIFAR-10 (N=300, k=40, 9 repeats, table selection)."""
 
-    top_k: int = 40
+    top_k: int = option(40, ge=1)
     proxy: str = "mgm"  # mgm (paper definition), mgm_official (the code's statistic) or any registered proxy
     proxy_options: list[str] = field(default_factory=list)  # e.g. [bn_mode=eval, drop_diagonal=true]
-    proxy_samples: int = 50  # images in the scoring batch (MGM uses its n_samples of them, 50 by default)
+    proxy_samples: int = option(50, ge=1)  # images in the scoring batch (MGM uses its n_samples of them, 50 by default)
     cache_dir: str = ""  # score cache folder ("" = $NASFORGE_CACHE, else ~/.cache/nasforge/scores; "off" = none)
-    workers: int = 1  # > 1: score a repeat's candidates up front in this many processes (then steps read the cache)
+    # > 1: score a repeat's candidates up front in this many processes (then steps read the cache)
+    workers: int = option(1, ge=1)
 
 
 class Knas(SampleSelect):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import viz
+from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
 from ..spaces import CELL_TYPES, DartsSpace
@@ -44,17 +45,18 @@ __all__ = ["PDarts", "PDartsConfig", "skip_dropout_rate", "ops_to_drop", "cap_sk
 class PDartsConfig(BilevelConfig):
     """P-DARTS hyper-parameters; defaults are the paper's CIFAR-10 search (METHODS.md §2.3)."""
 
-    stage_layers: list[int] = field(default_factory=lambda: [5, 11, 17])  # cells per stage
-    stage_ops: list[int] = field(default_factory=lambda: [8, 5, 3])  # ops kept per edge in each stage
-    stage_add_width: list[int] = field(default_factory=lambda: [0, 0, 0])  # extra initial channels per stage
-    epochs_per_stage: int = 25
-    warmup_epochs: int = 10  # weight-only epochs at the start of every stage
-    dropout_rates: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.7])  # initial skip dropout per stage
-    dropout_schedule: str = "paper"  # "paper" (linear decay through the stage) or "code" (official code)
-    skip_cap: int = 2  # at most this many skip-connects in the final normal cell
-    w_lr_min: float = 0.0  # cosine to 0 within each stage
-    arch_lr: float = 6e-4
-    arch_grad_clip: float = 5.0
+    stage_layers: list[int] = option(factory=lambda: [5, 11, 17], ge=1)  # cells per stage
+    stage_ops: list[int] = option(factory=lambda: [8, 5, 3], ge=1)  # ops kept per edge in each stage
+    stage_add_width: list[int] = option(factory=lambda: [0, 0, 0], ge=0)  # extra initial channels per stage
+    epochs_per_stage: int = option(25, ge=1, hint="25")
+    warmup_epochs: int = option(10, ge=0)  # weight-only epochs at the start of every stage
+    dropout_rates: list[float] = option(factory=lambda: [0.0, 0.4, 0.7], ge=0, lt=1)  # initial skip dropout per stage
+    # "paper" (linear decay through the stage) or "code" (official code)
+    dropout_schedule: str = option("paper", choices=("paper", "code"))
+    skip_cap: int = option(2, ge=0, le=8)  # at most this many skip-connects in the final normal cell
+    w_lr_min: float = option(0.0, ge=0)  # cosine to 0 within each stage
+    arch_lr: float = option(6e-4, gt=0)
+    arch_grad_clip: float = option(5.0, ge=0)
 
 
 def skip_dropout_rate(initial: float, stage_epoch: int, epochs: int, warmup: int, schedule: str) -> float:

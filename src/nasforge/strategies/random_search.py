@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import option
 from .base import STRATEGIES
 from .sample_select import SampleSelect, SampleSelectConfig
 
@@ -20,7 +21,7 @@ __all__ = ["RandomSearch", "RandomSearchConfig"]
 class RandomSearchConfig(SampleSelectConfig):
     """Random search settings; default: 40 architectures per repeat, 9 repeats, table selection on CIFAR-10."""
 
-    n_samples: int = 40
+    n_samples: int = option(40, ge=1)
 
 
 class RandomSearch(SampleSelect):

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..benchmarks import COLUMN_ALIASES, SELECTION_COLUMNS, NB201Table, load_nb201
+from ..config import option
 from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
 from ..models import init_network
@@ -46,19 +47,22 @@ _AUTO_DATASET = {10: "cifar10", 100: "cifar100", 120: "imagenet16"}
 class SampleSelectConfig:
     """Settings shared by the sample-and-select methods (defaults: the KNAS NB201 protocol on CIFAR-10)."""
 
-    repeats: int = 9
-    n_samples: int = 300  # architectures drawn per repeat
+    repeats: int = option(9, ge=1)
+    n_samples: int = option(300, ge=1)  # architectures drawn per repeat
     replace: bool = False  # draw with replacement (the KNAS code does; duplicates then compete twice)
-    selection: str = "benchmark"  # benchmark (NB201 12-epoch validation accuracy) or train (brief real training)
-    benchmark_dataset: str = "auto"  # cifar10, cifar100, imagenet16 or auto (by the run's number of classes)
+    # benchmark (NB201 12-epoch validation accuracy) or train (brief real training)
+    selection: str = option("benchmark", choices=("benchmark", "train"))
+    # cifar10, cifar100, imagenet16 or auto (by the run's number of classes)
+    benchmark_dataset: str = option("auto", choices=("auto", "cifar10", "cifar100", "imagenet16"))
     table: str = ""  # NB201 table file ("" = $NASFORGE_NB201, else <data root>/nas-bench-201/nb201_table.csv)
-    channels: int = 16  # C of the NB201 networks scored and trained
-    cells_per_stage: int = 5  # N
-    train_steps: int = 200  # selection=train: SGD steps per shortlisted architecture
-    train_lr: float = 0.1
-    train_momentum: float = 0.9
-    train_weight_decay: float = 5e-4
-    eval_batches: int = 10  # selection=train: validation batches (the last steps of each training) per candidate
+    channels: int = option(16, ge=1)  # C of the NB201 networks scored and trained
+    cells_per_stage: int = option(5, ge=1)  # N
+    train_steps: int = option(200, ge=1)  # selection=train: SGD steps per shortlisted architecture
+    train_lr: float = option(0.1, gt=0)
+    train_momentum: float = option(0.9, ge=0, lt=1)
+    train_weight_decay: float = option(5e-4, ge=0)
+    # selection=train: validation batches (the last steps of each training) per candidate
+    eval_batches: int = option(10, ge=1)
 
     @property
     def epochs(self) -> int:
