@@ -2,8 +2,10 @@
 
 Sources: DARTS (Liu et al., ICLR 2019, ``quark0/darts`` ``cnn/genotypes.py``: NASNet-A, AmoebaNet-A as the
 DARTS paper re-expresses them, DARTS_V1 = first order, DARTS_V2 = second order) and P-DARTS (Chen et al.,
-ICCV 2019, ``chenxin061/pdarts``). Written out from the papers' released genotypes; the parameter counts of
-the evaluation networks (3,349,342 for DARTS_V2 etc.) are checked in the tests.
+ICCV 2019, ``chenxin061/pdarts``), and NAO-V2 (Luo et al., ``renqianluo/NAO_pytorch`` README: ``NAONET_V2`` is
+the current released string, 4,387,654 parameters at N=6, C=36; ``NAONET_V2_2019_09`` the string released before
+2019-09-29, 3,802,150 parameters; METHODS-ADDENDUM.md §7 N12). Written out from the papers' released genotypes;
+the parameter counts of the evaluation networks (3,349,342 for DARTS_V2 etc.) are checked in the tests.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from ..errors import GenotypeError
 from .core import Genotype
 from .darts_text import from_darts_pairs
+from .nao_seq import from_nao_seq, parse_nao_seq
 
 __all__ = ["PUBLISHED", "published", "published_names"]
 
@@ -59,6 +62,11 @@ _RAW: dict[str, tuple[list, list, list, list]] = {
 
 PUBLISHED: dict[str, Genotype] = {name: from_darts_pairs(*raw) for name, raw in _RAW.items()}
 PUBLISHED["DARTS"] = PUBLISHED["DARTS_V2"]  # the name the DARTS code uses for its headline cell
+# NAO sequences in the small op set (normal cell's 20 integers, then the reduction cell's)
+PUBLISHED["NAONET_V2"] = from_nao_seq(parse_nao_seq(
+    "1 1 0 1 2 4 0 0 0 0 2 1 0 0 0 2 0 3 0 0  0 2 0 2 2 2 1 0 0 0 0 1 0 0 0 3 0 0 0 1"))
+PUBLISHED["NAONET_V2_2019_09"] = from_nao_seq(parse_nao_seq(
+    "0 1 0 4 0 1 1 0 2 0 2 4 2 4 2 1 2 0 3 2  1 3 0 4 0 1 1 0 0 1 0 2 2 0 0 1 1 0 1 4"))
 
 
 def published_names() -> list[str]:

@@ -25,7 +25,7 @@ from ..run import RunDir
 from .evaluate import EpochMeter, check_finite, evaluate
 from .streams import make_stream
 
-__all__ = ["TrainOutcome", "train_network", "epoch_lr"]
+__all__ = ["TrainOutcome", "train_network", "epoch_lr", "begin_train_epoch", "train_step"]
 
 
 @dataclass
@@ -45,6 +45,34 @@ def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
     if cfg.lr_schedule == "linear":
         return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 - epoch / cfg.epochs)
     raise ConfigError(f"train.lr_schedule must be cosine, exponential or linear, got {cfg.lr_schedule!r}")
+
+
+def begin_train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, tc: TrainConfig, epoch: int) -> float:
+    """Set epoch ``epoch``'s learning rate and drop-path rate (ramped linearly) and training mode; returns the lr.
+    Shared with search methods that retrain candidates (NAO's final re-ranking)."""
+    lr = epoch_lr(tc, epoch)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    net.drop_path_prob = tc.drop_path * epoch / tc.epochs
+    net.train()
+    return lr
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor],
+               tc: TrainConfig) -> dict[str, float]:
+    """One SGD step of the evaluation recipe (cross-entropy, auxiliary loss, label smoothing, clipping); returns
+    the batch's ``loss`` and training ``acc`` (in %)."""
+    x, y = batch
+    logits, aux = net(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
+    if aux is not None and tc.aux_weight > 0:
+        loss = loss + tc.aux_weight * F.cross_entropy(aux, y, label_smoothing=tc.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tc.grad_clip > 0:
+        nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+    optimizer.step()
+    return {"loss": float(loss.detach()), "acc": 100.0 * float((logits.argmax(1) == y).float().mean())}
 
 
 def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDir) -> TrainOutcome:
@@ -72,30 +100,16 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
 
     for epoch in range(start, tc.epochs):
         t0 = time.perf_counter()
-        lr = epoch_lr(tc, epoch)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        net.drop_path_prob = tc.drop_path * epoch / tc.epochs
-        net.train()
+        lr = begin_train_epoch(net, optimizer, tc, epoch)
         meter = EpochMeter()
         bar = tqdm(range(stream.batches_per_epoch), desc=f"train epoch {epoch + 1}/{tc.epochs}", leave=False,
                    disable=None if cfg.loop.progress else True, unit="step")
         for step in bar:
-            x, y = stream.next_batch()
-            logits, aux = net(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
-            if aux is not None and tc.aux_weight > 0:
-                loss = loss + tc.aux_weight * F.cross_entropy(aux, y, label_smoothing=tc.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-            optimizer.step()
-            value = float(loss.detach())
-            check_finite(value, f"epoch {epoch + 1}, step {step + 1}",
+            metrics = train_step(net, optimizer, stream.next_batch(), tc)
+            check_finite(metrics["loss"], f"epoch {epoch + 1}, step {step + 1}",
                          "lower the learning rate (e.g. --set train.lr=0.01) or check the data")
-            meter.update({"loss": value, "acc": 100.0 * float((logits.argmax(1) == y).float().mean())})
-            bar.set_postfix(loss=f"{value:.3f}")
+            meter.update(metrics)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}")
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "drop_path": net.drop_path_prob,
                                **{f"train_{k}": v for k, v in meter.means().items()}}
         last = epoch + 1 == tc.epochs
