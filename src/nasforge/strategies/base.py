@@ -109,6 +109,11 @@ class Strategy(ABC):
     def op_names(self) -> list[str]:
         return []
 
+    def inactive_parameters(self) -> set[str]:
+        """Names of model parameters the current architecture does not compute, so they rightly get no gradient
+        in a step (EnTranNAS Transit-cell ops outside the derived cell). Empty for methods that use them all."""
+        return set()
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         ...

@@ -6,6 +6,10 @@ Second order (DARTS "unrolled"): with the virtual step w' = w − ξ·(μ·m + �
     ∇_α L_val(w', α) − ξ · ∇²_{α,w} L_train(w, α) · ∇_{w'} L_val(w', α),
 the Hessian-vector product taken as a central finite difference at w ± ε·v, v = ∇_{w'} L_val(w', α),
 ε = 0.01 / ‖v‖. Weights (and BN running statistics) are restored afterwards.
+
+Weights the training loss does not use (ops a supernet skips this step, e.g. EnTranNAS Transit-cell ops outside
+the derived cell) take no part in the unrolled step, exactly as the real SGD step skips parameters without a
+gradient: they do not move in the virtual step and contribute nothing to v.
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ def second_order_arch_grads(model: nn.Module, train_loss: LossFn, val_loss: Loss
     original = [w.detach().clone() for w in weights]
     buffers = [b.detach().clone() for b in model.buffers()]
     try:
-        # 1. virtual step w' = w - xi * (momentum * m + dL_train/dw + wd * w)
-        g_train = torch.autograd.grad(train_loss(), weights)
+        # 1. virtual step w' = w - xi * (momentum * m + dL_train/dw + wd * w), over the weights the loss uses
+        g_train = torch.autograd.grad(train_loss(), weights, allow_unused=True)
+        used = [g is not None for g in g_train]
+        momentum_buffers = [m for m, u in zip(momentum_buffers, used) if u]
+        g_train = [g for g in g_train if g is not None]
+        weights, original = [w for w, u in zip(weights, used) if u], [w for w, u in zip(original, used) if u]
         with torch.no_grad():
             for w, g, m in zip(weights, g_train, momentum_buffers):
                 step = g + weight_decay * w
