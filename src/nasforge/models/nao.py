@@ -74,7 +74,13 @@ def cell_plan(genotype: Genotype, layers: int, channels: int
 
 @lru_cache(maxsize=4096)
 def _params_of(kind: str, a: int, b: int, stride: int) -> int:
-    """Parameters of one building block, counted by building it once (cached)."""
+    """Parameters of one building block, counted by building it once on the meta device (cached; no memory, no
+    draw from the global RNG)."""
+    with torch.device("meta"):
+        return _build_params(kind, a, b, stride)
+
+
+def _build_params(kind: str, a: int, b: int, stride: int) -> int:
     if kind == "calibrate":
         module = calibration(a, b, stride == 2)
     elif kind == "reduce":

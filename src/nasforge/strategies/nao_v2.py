@@ -146,8 +146,9 @@ class NaoV2(Strategy):
         if seq not in self._sizes:
             c, ctx = self.config, self.context
             if isinstance(self.space, NB201Space):
-                net = NB201Network(self.genotype(seq), ctx.num_classes, c.channels, c.cells_per_stage,
-                                   ctx.in_channels)
+                with torch.device("meta"):  # count only: no memory, no draw from the global RNG
+                    net = NB201Network(self.genotype(seq), ctx.num_classes, c.channels, c.cells_per_stage,
+                                       ctx.in_channels)
                 self._sizes[seq] = sum(p.numel() for p in net.parameters())
             else:
                 self._sizes[seq] = nao_param_count(self.genotype(seq), ctx.num_classes, 3 * c.cells_per_stage + 2,
@@ -189,6 +190,14 @@ class NaoV2(Strategy):
 
     def _build_trainee(self, balanced: bool, independent: bool) -> _Trainee:
         c, ctx = self.config, self.context
+        with torch.random.fork_rng(devices=[]):  # weights come from self.gen; module defaults must not move the
+            net = self._new_supernet()          # global RNG (dropout, drop-path draw from it)
+        net = net.to(ctx.device)
+        opt = torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        return _Trainee(net, opt, balanced, independent)
+
+    def _new_supernet(self) -> nn.Module:
+        c, ctx = self.config, self.context
         if isinstance(self.space, NB201Space):
             net: nn.Module = NB201PathSuperNet(ctx.num_classes, c.channels, c.cells_per_stage, ctx.in_channels,
                                                generator=self.gen)
@@ -196,9 +205,7 @@ class NaoV2(Strategy):
             net = NAOSuperNet(self.space, ctx.num_classes, c.cells_per_stage, c.channels, ctx.in_channels,
                               generator=self.gen)
             net.generator = self.dp_gen
-        net = net.to(ctx.device)
-        opt = torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        return _Trainee(net, opt, balanced, independent)
+        return net
 
     def _trainee_flags(self) -> dict[str, tuple[bool, bool]]:
         c = self.config
@@ -252,13 +259,16 @@ class NaoV2(Strategy):
             return train_step(self.candidate[0], self.candidate[1], train_batch, self._rerank_recipe())
         metrics: dict[str, float] = {}
         for key, t in self.trainees.items():
-            seq = self.pool_new[int(torch.multinomial(self._weights[key], 1, generator=self.gen))]
-            loss, acc = self._supernet_step(t, seq, train_batch)
+            loss, acc = self._supernet_step(t, self.draw(key), train_batch)
             if key == "main":
                 metrics.update(loss=loss, acc=acc)
             else:
                 metrics[f"{key}_loss"] = loss
         return metrics
+
+    def draw(self, key: str = "main") -> Seq:
+        """The architecture of one training step of trainee ``key``: drawn from the current pool with its weights."""
+        return self.pool_new[int(torch.multinomial(self._weights[key], 1, generator=self.gen))]
 
     def _supernet_step(self, t: _Trainee, seq: Seq, batch: Batch) -> tuple[float, float]:
         x, y = batch
@@ -376,13 +386,15 @@ class NaoV2(Strategy):
     def _build_candidate(self, seq: Seq) -> tuple[nn.Module, torch.optim.SGD]:
         c, ctx = self.config, self.context
         g = self.genotype(seq)
-        if isinstance(self.space, NB201Space):
-            net: nn.Module = NB201Network(g, ctx.num_classes, c.rerank_channels, c.rerank_cells_per_stage,
-                                          ctx.in_channels)
-        else:
-            net = self.space.build_network(g, num_classes=ctx.num_classes, layers=3 * c.rerank_cells_per_stage + 2,
-                                           channels=c.rerank_channels, auxiliary=c.rerank_auxiliary,
-                                           in_channels=ctx.in_channels, dropout=c.rerank_dropout)
+        with torch.random.fork_rng(devices=[]):  # initialised from self.gen below, not from the global RNG
+            if isinstance(self.space, NB201Space):
+                net: nn.Module = NB201Network(g, ctx.num_classes, c.rerank_channels, c.rerank_cells_per_stage,
+                                              ctx.in_channels)
+            else:
+                net = self.space.build_network(g, num_classes=ctx.num_classes,
+                                               layers=3 * c.rerank_cells_per_stage + 2, channels=c.rerank_channels,
+                                               auxiliary=c.rerank_auxiliary, in_channels=ctx.in_channels,
+                                               dropout=c.rerank_dropout)
         net = init_network(net, self.gen).to(ctx.device)
         return net, torch.optim.SGD(net.parameters(), lr=c.rerank_lr, momentum=0.9, weight_decay=c.rerank_weight_decay)
 
