@@ -24,6 +24,7 @@ from nasforge.supernets.entrannas import (EnTranSuperNet, NB201EnTranSuperNet, d
 
 OPS7 = tuple(o for o in DARTS_OPS if o != "none")
 FAST = ["search.epochs=3", "data.n_train=200"]
+SMALL_CELL = ["search.nodes=2", "search.ops=[max_pool_3x3,skip_connect,sep_conv_3x3]"]  # dense DST cells draw fast
 
 
 def _net(derivation: str = "rule", layers: int = 3, engines=(0, 1), sharing: bool = True, seed: int = 0,
@@ -232,3 +233,168 @@ def test_arch_gradients_come_only_from_engine_cells(derivation):
             assert all(g is None for g in grads.values()), f"Transit-cell {ci} reaches the architecture"
     loss = net(_x()).logsumexp(1).mean()
     assert all(g is not None and torch.isfinite(g).all() for g in torch.autograd.grad(loss, net.arch_parameters()))
+
+
+# -- options -----------------------------------------------------------------------------------------------------
+
+def _ctx() -> SearchContext:
+    return SearchContext(num_classes=10, in_channels=1, image_size=8, steps_per_epoch=1, device=torch.device("cpu"),
+                         generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"layers": 8, "engine_cells": [0, 8]}, "search.engine_cells=[0, 8]: position 8 is outside the network"),
+    ({"layers": 8, "engine_cells": [0, -1]}, "search.engine_cells item -1 is out of range: must be >= 0"),
+    ({"temperature": 0.0}, "search.temperature=0.0 is out of range: must be > 0"),
+    ({"temperature": -1.0}, "search.temperature=-1.0 is out of range: must be > 0"),
+    ({"layers": 8, "engine_cells": [0, 1]}, "no Engine-cell is a reduction cell"),
+    ({"layers": 8, "engine_cells": [2]}, "no Engine-cell is a normal cell"),
+    ({"engine_cells": []}, "search.engine_cells=[] is empty"),
+    ({"space": "nb201", "layers": 2, "engine_cells": [6]}, "positions must be in 0..5"),
+    ({"space": "nb201", "derivation": "dst"}, "search.derivation='dst' needs space='darts'"),
+    ({"derivation": "dst", "ops": list(DARTS_OPS)}, "search.ops: 'none' cannot be a candidate"),
+    ({"dst_sparsity": 0.1}, "search.dst_sparsity=0.1 acts only with derivation='dst'"),
+    ({"derivation": "topk"}, "search.derivation='topk' is out of range: must be one of: rule, dst"),
+    ({"weighting": "sigmoid"}, "search.weighting='sigmoid' is out of range"),
+])
+def test_bad_options_are_refused_in_one_line(fields, needle):
+    with pytest.raises(ConfigError) as exc:
+        EnTranNas(from_dict(EnTranNasConfig, fields, "search."), _ctx())
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "nasforge", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("search.engine_cells=[0,2,9]", "search.engine_cells=[0, 2, 9]: position 9 is outside the network; positions "
+                                    "must be in 0..7 (8 cells)"),
+    ("search.temperature=0", "search.temperature=0.0 is out of range: must be > 0"),
+])
+def test_cli_refuses_bad_options_in_one_line_before_writing(tmp_path, override, needle):
+    res = _cli("search", "--method", "entrannas", "--preset", "paper", "--dataset", "digits", "--set", override,
+               "--out", str(tmp_path / "run"))
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nasforge: error: ") and needle in lines[0], res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_defaults_are_the_first_normal_and_first_reduction_cell():
+    assert EnTranNasConfig().engine_positions() == (0, 2)
+    assert from_dict(EnTranNasConfig, {"layers": 20}).engine_positions() == (0, 6)
+    assert from_dict(EnTranNasConfig, {"space": "nb201"}).engine_positions() == (0,)
+    assert "none" not in EnTranNasConfig().ops  # METHODS-ADDENDUM E14
+
+
+def test_dst_sparsity_term_pushes_thresholds_up():
+    cfg = from_dict(EnTranNasConfig, {"layers": 3, "channels": 4, "derivation": "dst", "dst_sparsity": 1.0})
+    s = EnTranNas(cfg, _ctx())
+    mass = s.net.thresholded_mass()
+    d_beta = torch.autograd.grad(mass, list(s.net.betas.values()))
+    assert all((g < 0).all() for g in d_beta)  # raising t_j lowers the surviving mass
+    batch = (_x(8), torch.arange(8))
+    base = EnTranNas(from_dict(EnTranNasConfig, {"layers": 3, "channels": 4, "derivation": "dst"}), _ctx())
+    base.net.load_state_dict(s.net.state_dict())
+    s.net.eval(), base.net.eval()
+    with torch.no_grad():
+        assert float(s.arch_loss(batch)) == pytest.approx(float(base.arch_loss(batch)) + float(mass), rel=1e-5)
+
+
+# -- runs --------------------------------------------------------------------------------------------------------
+
+def test_resume_mid_search_is_bit_exact(tmp_path, interrupt_after):
+    kw = dict(dataset="digits", preset="tiny-dst", overrides=FAST + SMALL_CELL, progress=False)
+    ref = nasforge.search("entrannas", out=tmp_path / "ref", **kw)
+    interrupt_after("save_checkpoint", 2)
+    with pytest.raises(KeyboardInterrupt):
+        nasforge.search("entrannas", out=tmp_path / "r", **kw)
+    interrupt_after.restore()
+    resumed = nasforge.search("entrannas", out=tmp_path / "r", resume=True, **kw)
+    assert resumed.genotype == ref.genotype
+    drop = {"epoch_s", "wall_s", "events", "peak_mem_mib"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in ref.history]
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert report.count("\n| 3 | normal:") == 1  # the resumed run's report still has every epoch once
+    ref_result = json.loads((tmp_path / "ref" / "result.json").read_text())
+    res_result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert [r["thresholds"] for r in res_result["epochs"]] == [r["thresholds"] for r in ref_result["epochs"]]
+
+
+def test_cli_tiny_dst_search_then_train_and_show(tmp_path):
+    run = tmp_path / "s"
+    res = _cli("search", "--method", "entrannas", "--preset", "tiny-dst", "--out", str(run), "--no-progress",
+               "--set", "search.epochs=2", "--set", "data.n_train=200", *[a for o in SMALL_CELL for a in ("--set", o)])
+    assert res.returncode == 0, res.stderr
+    g = nasforge.load_genotype(run / "genotype.json")
+    FreeTopologySpace(ops=("max_pool_3x3", "skip_connect", "sep_conv_3x3"), nodes=2).validate(g)
+    result = json.loads((run / "result.json").read_text())
+    assert result["derivation"] == "dst" and result["engine_cells"] == [0, 1] and len(result["epochs"]) == 2
+    assert result["inputs_per_node"]["normal"] == [len(g.normal.inputs_of(n)) for n in g.normal.nodes]
+    assert all(0 < t < 1 for ts in result["thresholds"].values() for t in ts)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["genotype_hash"] for m in metrics] == [e["genotype_hash"] for e in result["epochs"]]
+    assert all("inputs_per_node" in m and "thresholds" in m and m["peak_mem_mib"] > 0 for m in metrics)
+    report = (run / "report.md").read_text()
+    for needle in ("## EnTranNAS", "Engine-cells at positions [0, 1]", "thresholds t_j", "entrannas/epoch001.png", "entrannas/epoch002.json",
+                   "entrannas/thresholds.png", "arch_weights.png"):
+        assert needle in report, needle
+    assert (run / "entrannas" / "epoch001.png").is_file()
+    train = _cli("train", "--genotype", str(run / "genotype.json"), "--preset", "tiny", "--out", str(tmp_path / "t"),
+                 "--no-progress", "--set", "train.epochs=1", "--set", "train.layers=3", "--set", "train.channels=4",
+                 "--set", "data.n_train=128", "--set", "data.n_test=128")
+    assert train.returncode == 0, train.stderr
+    trained = json.loads((tmp_path / "t" / "result.json").read_text())
+    show = _cli("show", str(run / "genotype.json"), "--cells", "3", "--channels", "4", "--json",
+                "--png", str(tmp_path / "cells.png"))
+    assert show.returncode == 0, show.stderr
+    assert (tmp_path / "cells.png").is_file()
+    assert json.loads(show.stdout)["params"] > 0 and trained["params"] > 0
+
+
+def test_rule_search_exports_what_the_transit_cells_computed(tmp_path):
+    res = nasforge.search("entrannas", dataset="digits", preset="tiny", out=tmp_path / "s",
+                          overrides=FAST + ["search.feature_sharing=false"], progress=False)
+    DartsSpace(ops=OPS7).validate(res.genotype)
+    assert all(r["inputs_per_node"] == {"normal": [2] * 4, "reduce": [2] * 4} for r in res.history)
+    trained = nasforge.train(res.genotype, dataset="digits", preset="tiny", out=tmp_path / "t", progress=False,
+                             overrides=["train.epochs=1", "data.n_train=128", "data.n_test=128"])
+    assert trained["params"] > 0
+
+
+def test_nb201_tiny_search_is_judged_by_the_table(tmp_path, data_root):
+    res = nasforge.search("entrannas", dataset="digits", preset="nb201-tiny", out=tmp_path / "s",
+                          overrides=["data.n_train=300"], progress=False)
+    ops = nb201_ops_of(res.genotype)
+    assert len(ops) == 6
+    result = json.loads((res.run_dir / "result.json").read_text())
+    assert result["space"] == "nb201" and result["engine_cells"] == [0] and result["cells"] == 3
+    bench = _cli("bench", "--space", "nb201", "--arch", str(res.run_dir / "genotype.json"), "--json",
+                 "--data-dir", str(data_root))
+    assert bench.returncode == 0, bench.stderr
+    assert 0 < json.loads(bench.stdout)["c10_oritest_200"] <= 100
+    trained = nasforge.train(res.genotype, dataset="digits", preset="nb201-tiny", out=tmp_path / "t",
+                             progress=False, overrides=["train.epochs=1", "data.n_train=128", "data.n_test=128"])
+    assert trained["params"] > 0
+
+
+def test_nb201_transit_cells_skip_none_and_unchosen_ops():
+    net = NB201EnTranSuperNet(10, 4, 1, [0], in_channels=1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # edges 0->1 none, the rest conv 3x3
+        net.alphas["normal"].zero_()
+        net.alphas["normal"][:, 3] = 5.0
+        net.alphas["normal"][0, 0] = 10.0
+    calls: Counter = Counter()
+    graphs = [g for _, _, g in net.graphs()]
+    for gi, graph in enumerate(graphs):
+        for u, unit in enumerate(graph.ops):
+            for s, op in enumerate(unit):
+                op.register_forward_hook(lambda m, i, o, key=(gi, u, s): calls.update([key]))
+    net(_x())
+    assert nb201_ops_of(net.genotype()) == ("none",) + ("nor_conv_3x3",) * 5
+    transit = {(u, s) for (gi, u, s) in calls if gi > 0}
+    assert transit == {(0, 2), (1, 2), (2, 2)} and all(calls[k] == 1 for k in calls)  # conv 3x3 per source, once

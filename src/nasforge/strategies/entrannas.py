@@ -28,7 +28,7 @@ from torch import nn
 
 from ..config import check_ranges, option
 from ..errors import ConfigError
-from ..genotypes import Genotype
+from ..genotypes import Genotype, save_genotype
 from ..memory import peak_memory_mib, reset_peak_memory
 from ..ops import DARTS_OPS
 from ..spaces import FreeTopologySpace, NB201Space, reduction_positions
@@ -37,6 +37,8 @@ from .base import STRATEGIES, Batch, SearchContext
 from .darts import Darts, DartsConfig
 
 __all__ = ["EnTranNas", "EnTranNasConfig"]
+
+_MAX_DRAWN = 6  # derived cells drawn in the report (a dense DST cell takes seconds to lay out)
 
 
 @dataclass
@@ -201,13 +203,17 @@ class EnTranNas(Darts):
                 if r.get("thresholds") else "-"
             acc = "-" if r.get("valid_acc") is None else f"{r['valid_acc']:.2f}"
             out.append(f"| {r['epoch']} | {inputs} | {ts} | {r['epoch_s']:.1f} | {r['peak_mem_mib']:.0f} | {acc} | "
-                       f"`{r['genotype_hash']}` |")
-        out.append("\n### Derived cells, at every epoch where they changed\n")
-        previous = None
+                       f"[`{r['genotype_hash'][:8]}`](entrannas/epoch{r['epoch']:03d}.json) |")
+        changes = [r for i, r in enumerate(self.records)
+                   if i == 0 or r["genotype_hash"] != self.records[i - 1]["genotype_hash"]]
+        drawn = [changes[round(i * (len(changes) - 1) / max(_MAX_DRAWN - 1, 1))]
+                 for i in range(min(len(changes), _MAX_DRAWN))]
+        out.append(f"\n### Derived cells\n\nEvery epoch's cells are in `entrannas/epochNNN.json`; they changed in "
+                   f"{len(changes)} of {len(self.records)} epochs. Drawn: {len(drawn)} of those epochs, evenly "
+                   f"spaced, first and last included.\n")
         for r in self.records:
-            if r["genotype_hash"] == previous:
-                continue
-            previous = r["genotype_hash"]
+            save_genotype(Genotype.from_dict(r["genotype"]), run_dir / f"entrannas/epoch{r['epoch']:03d}.json")
+        for r in drawn:
             name = f"entrannas/epoch{r['epoch']:03d}.png"
             viz.draw_genotype(Genotype.from_dict(r["genotype"]), run_dir / name,
                               title=f"epoch {r['epoch']}: derived cells")
