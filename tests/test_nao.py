@@ -335,3 +335,14 @@ def test_nb201_tiny_reports_kendall_tau_for_v2_and_v1_style(data_root, tmp_path)
     assert run.genotype.space == "nb201" and "benchmark" in res and res["chosen"] in res["finalists"]
     report = (run.run_dir / "report.md").read_text()
     assert "nao_kendall_tau.png" in report and "V1-style" in report
+
+
+def test_nao_text_round_trips_and_loads():
+    space, g = NAOSpace(), _gen(7)
+    for _ in range(20):
+        genotype = space.genotype(space.sample_seq(g))
+        assert str(genotype).startswith('NAO(normal="') and load_genotype(str(genotype)) == genotype
+    other = NAOSpace(ops=("sep_conv_3x3", "none"), nodes=2).sample(g)
+    assert str(other).startswith("{") and load_genotype(str(other)) == other  # other op sets print as JSON
+    with pytest.raises(GenotypeError, match="NAO text must read"):
+        load_genotype('NAO(normal="1 x")')

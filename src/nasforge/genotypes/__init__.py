@@ -8,18 +8,22 @@ from pathlib import Path
 from ..errors import GenotypeError
 from .._io import atomic_write_text
 from .core import CELL_SHARING, KNOWN_OPS, CellArch, Edge, Genotype, register_op_name, register_text_format
-from .darts_text import from_darts_pairs, from_darts_text, looks_like_darts_text, to_darts_text
+from .darts_text import (from_darts_mapping, from_darts_pairs, from_darts_text, looks_like_darts_mapping,
+                         looks_like_darts_text, to_darts_text)
+from .nao_seq import (NAO_SMALL_OPS, format_nao_seq, from_nao_seq, from_nao_text, looks_like_nao_text, parse_nao_seq,
+                      to_nao_seq)
 from .nb201_text import from_nb201_text, looks_like_nb201_text, to_nb201_text
 from .published import PUBLISHED, published, published_names
 
 __all__ = ["Edge", "CellArch", "Genotype", "KNOWN_OPS", "CELL_SHARING", "register_op_name", "from_darts_text",
-           "to_darts_text", "from_darts_pairs", "from_nb201_text", "to_nb201_text", "PUBLISHED", "published",
-           "published_names", "load_genotype", "save_genotype", "register_text_format"]
+           "to_darts_text", "from_darts_pairs", "from_darts_mapping", "from_nb201_text", "to_nb201_text", "PUBLISHED", "published",
+           "published_names", "load_genotype", "save_genotype", "register_text_format", "from_nao_seq", "to_nao_seq",
+           "parse_nao_seq", "format_nao_seq", "NAO_SMALL_OPS"]
 
 
 def load_genotype(spec: "str | Path | Genotype") -> Genotype:
-    """Accepts a genotype, a file (JSON, classic text or an NB201 string), a published name, classic text, an NB201
-    string ``|op~0|+|...|`` or JSON text."""
+    """Accepts a genotype, a file (JSON, classic text, an NB201 string or NAO text), a published name, classic text, an
+    NB201 string ``|op~0|+|...|``, NAO text ``NAO(normal="...", reduce="...")`` or JSON text."""
     if isinstance(spec, Genotype):
         return spec
     text = str(spec).strip()
@@ -27,8 +31,10 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
         return from_darts_text(text)
     if looks_like_nb201_text(text):
         return from_nb201_text(text)
+    if looks_like_nao_text(text):
+        return from_nao_text(text)
     if text.startswith("{"):
-        return Genotype.from_json(text)
+        return _from_json(text)
     path = Path(text).expanduser()
     try:
         if path.is_dir() and (path / "genotype.json").is_file():
@@ -43,7 +49,8 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
             raise GenotypeError(f"cannot read genotype file {path}: {exc}") from None
         if not content:
             raise GenotypeError(f"{path}: the file is empty; write a genotype as JSON or Genotype(...) text")
-        if not (content.startswith("{") or looks_like_darts_text(content) or looks_like_nb201_text(content)):
+        if not (content.startswith("{") or looks_like_darts_text(content) or looks_like_nb201_text(content)
+                or looks_like_nao_text(content)):
             raise GenotypeError(f"{path}: not a genotype file (expected JSON or Genotype(...) text, found "
                                 f"{content[:40]!r}{'...' if len(content) > 40 else ''})")
         try:
@@ -55,6 +62,17 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
     shown = text if len(text) <= 60 else text[:57] + "..."
     raise GenotypeError(f"{shown!r} is not a genotype file, a published name ({', '.join(published_names())}), "
                         f"a Genotype(...) text, an NB201 string |op~0|+|...| or JSON")
+
+
+def _from_json(text: str) -> Genotype:
+    """nasforge's JSON (``cells``), or the classic DARTS fields as JSON (``normal``, ``reduce``, ...)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return Genotype.from_json(text)  # the same one-line message for invalid JSON
+    if looks_like_darts_mapping(data):
+        return from_darts_mapping(data)
+    return Genotype.from_dict(data)
 
 
 def save_genotype(genotype: Genotype, path: "str | Path") -> None:

@@ -11,18 +11,23 @@ first, and whose ``concat`` is the loose ends; the genotype's ``space`` is ``"na
 network (which reduces loose cell inputs in reduction cells) builds it. NAO's ``identity`` op is the IR's
 ``skip_connect`` (identity at stride 1, FactorizedReduce at stride 2: the same module).
 
+``str()`` of a NAO genotype in the small op set is its sequence, ``NAO(normal="1 1 0 1 ...", reduce="0 2 ...")``,
+which :func:`~nasforge.genotypes.load_genotype` reads back (other op sets print as JSON).
+
 Pure data: this module imports only :mod:`nasforge.genotypes.core`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from ..errors import GenotypeError
-from .core import CellArch, Edge, Genotype
+from .core import CellArch, Edge, Genotype, register_text_format
 
 __all__ = ["NAO_SPACE", "NAO_SMALL_OPS", "NAO_OP_ALIASES", "nao_op_name", "loose_ends", "nao_cell",
-           "from_nao_seq", "to_nao_seq", "parse_nao_seq", "format_nao_seq"]
+           "from_nao_seq", "to_nao_seq", "parse_nao_seq", "format_nao_seq", "to_nao_text", "from_nao_text",
+           "looks_like_nao_text"]
 
 NAO_SPACE = "nao"
 #: The "small" NAO op set in its index order (0 sep3, 1 sep5, 2 avg, 3 max, 4 identity).
@@ -122,3 +127,32 @@ def parse_nao_seq(text: str) -> list[int]:
 def format_nao_seq(seq: Sequence[int]) -> str:
     """NAO's text form: the integers separated by spaces."""
     return " ".join(str(int(v)) for v in seq)
+
+
+_TEXT = re.compile(r'^NAO\(\s*normal\s*=\s*"([0-9 ]*)"\s*,\s*reduce\s*=\s*"([0-9 ]*)"\s*\)$')
+
+
+def looks_like_nao_text(text: str) -> bool:
+    return text.lstrip().startswith("NAO(")
+
+
+def to_nao_text(genotype: Genotype) -> str:
+    """``NAO(normal="...", reduce="...")`` in the small op set (GenotypeError for other genotypes)."""
+    seq = to_nao_seq(genotype, NAO_SMALL_OPS)
+    half = len(seq) // 2
+    return f'NAO(normal="{format_nao_seq(seq[:half])}", reduce="{format_nao_seq(seq[half:])}")'
+
+
+def from_nao_text(text: str) -> Genotype:
+    """Parse :func:`to_nao_text`'s form (the small op set)."""
+    m = _TEXT.match(text.strip())
+    if m is None:
+        raise GenotypeError('NAO text must read NAO(normal="x_id x_op y_id y_op ...", reduce="...") with integers')
+    normal, reduce = parse_nao_seq(m.group(1)), parse_nao_seq(m.group(2))
+    if len(normal) != len(reduce):
+        raise GenotypeError(f"NAO text: the normal cell has {len(normal)} integers, the reduction cell {len(reduce)}; "
+                            f"both need 4 per node")
+    return from_nao_seq(normal + reduce, NAO_SMALL_OPS)
+
+
+register_text_format(NAO_SPACE, to_nao_text)

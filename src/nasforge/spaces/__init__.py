@@ -3,6 +3,7 @@
 from .darts import CELL_TYPES, DartsSpace, derive_cell, reduction_positions
 from .relaxed import RelaxedSpace
 from .free_topology import FreeTopologySpace
+from .nao import NAOSpace
 from .nb201 import NB201Arch, NB201Space
 
 __all__ = ["DartsSpace", "derive_cell", "CELL_TYPES", "NB201Space", "NB201Arch", "FreeTopologySpace"]

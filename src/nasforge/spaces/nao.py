@@ -4,7 +4,8 @@ cell, 3N+2 cells.
 
 Architectures travel as NAO integer sequences (:mod:`nasforge.genotypes.nao_seq`), tuples of ``8B`` ints: normal
 cell first. The space samples them uniformly (every id and op independently uniform, as NAO's seed archs),
-validates them, converts them to genotypes and builds the search supernet and the evaluation network.
+validates them, converts them to genotypes and builds the evaluation network (the search supernet is
+:class:`~nasforge.supernets.nao.NAOSuperNet`, built from a space).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from ..errors import GenotypeError
 from ..genotypes import Genotype
 from ..genotypes.nao_seq import NAO_SMALL_OPS, NAO_SPACE, from_nao_seq, nao_op_name, to_nao_seq
+from ..models.nao import build_nao_network
 from ..ops import OPS
 
 __all__ = ["NAOSpace", "NAOSeq"]
@@ -100,14 +102,7 @@ class NAOSpace:
         self.seq(genotype)
 
     def build_network(self, genotype: Genotype, **kwargs: Any) -> torch.nn.Module:
-        """The evaluation network (:class:`~nasforge.models.nao.NAONetworkCIFAR`)."""
-        from ..models.nao import build_nao_network
-
+        """The evaluation network (:class:`~nasforge.models.nao.NAONetworkCIFAR`). The supernet of this space is
+        :class:`~nasforge.supernets.nao.NAOSuperNet` (supernets build from spaces, not the other way round)."""
         self.validate(genotype)
         return build_nao_network(genotype, **kwargs)
-
-    def build_supernet(self, **kwargs: Any) -> torch.nn.Module:
-        """The single-path weight-sharing supernet (:class:`~nasforge.supernets.nao.NAOSuperNet`)."""
-        from ..supernets.nao import NAOSuperNet
-
-        return NAOSuperNet(self, **kwargs)

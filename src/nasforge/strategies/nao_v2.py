@@ -43,7 +43,7 @@ from ..genotypes import Genotype
 from ..genotypes.nb201_text import NB201_OPS
 from ..models.nao import nao_param_count
 from ..models.nb201 import NB201Network
-from ..proxies.base import init_network
+from ..models.init import init_network
 from ..proxies.stats import kendall_tau
 from ..spaces.nao import NAOSpace
 from ..spaces.nb201 import NB201Arch, NB201Space

@@ -29,7 +29,7 @@ from ..genotypes.nao_seq import loose_ends
 from ..models.cell import drop_path
 from ..models.nao import calibration
 from ..models.network import reduction_indices
-from ..proxies.base import init_network
+from ..models.init import init_network
 
 __all__ = ["NAOSuperNet", "NAOSearchCell", "IndexedBN", "ws_op", "WS_OPS"]
 

@@ -15,7 +15,7 @@ from torch import nn
 from ..genotypes.nb201_text import NB201_EDGES, NB201_OPS
 from ..models.nb201 import N_NODES, NB201Body, sum_inputs
 from ..ops import create_op
-from ..proxies.base import init_network
+from ..models.init import init_network
 
 __all__ = ["NB201PathCell", "NB201PathSuperNet"]
 
