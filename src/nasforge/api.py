@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .genotypes import Genotype, load_genotype, save_genotype
 from .models import build_network
 from .report import write_search_report, write_train_report
+from .interrupts import Interrupted, interruptible
 from .run import RunDir, environment_info
 from .search import run_search
 from .strategies import STRATEGIES, SearchContext
@@ -103,6 +104,29 @@ def _seeded(seed: int, deterministic: bool, device: torch.device) -> Iterator[No
             torch.use_deterministic_algorithms(previous)
 
 
+@contextlib.contextmanager
+def _run_folder(out: Path, kind: str, resume: bool) -> Iterator[RunDir]:
+    """The run folder for the life of a run: locked, interruptible by SIGINT/SIGTERM (between writes), and
+    removed again when a fresh run fails before its first checkpoint (nothing to resume, nothing left behind)."""
+    run = RunDir(out, kind, resume=resume)
+    try:
+        with interruptible():
+            yield run
+    except Interrupted as exc:
+        run.discard()
+        if run.checkpointed:
+            hint = (f"{exc}; the last checkpoint in {run.path} resumes where it left off: rerun the same command "
+                    f"with --resume --out {run.path}")
+        else:
+            hint = f"{exc} before the first checkpoint; nothing was kept, start the run again"
+        raise Interrupted(exc.signum, hint) from None
+    except BaseException:
+        run.discard()
+        raise
+    finally:
+        run.close()
+
+
 def _default_out(kind: str, name: str, dataset: str) -> Path:
     safe = dataset.replace(":", "-").replace("/", "_")
     return Path("runs") / f"{kind}-{name}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -133,8 +157,7 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
                   f"{len(data.y_train)} training images), device {dev}"
                   + (" — the embedded default; use --dataset cifar10 --preset paper for the paper's search"
                      if preset == "tiny" and cfg.data.dataset == "digits" else ""))
-        run = RunDir(out, "search", resume=resume)
-        try:
+        with _run_folder(out, "search", resume) as run:
             run.write_config(run_dict(cfg, "search"), environment_info(str(dev)))
             outcome = run_search(strategy, data, cfg, run)
             save_genotype(outcome.genotype, run.path / "genotype.json")
@@ -144,8 +167,6 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
                 run.write_json("result.json", strategy.results())
             write_search_report(run.path, cfg, outcome, strategy.op_names(), strategy.report_sections(run.path))
             run.log(f"done in {outcome.wall_s:.1f} s; genotype: {outcome.genotype}")
-        finally:
-            run.close()
     return SearchResult(outcome.genotype, run.path, outcome.history, outcome.extra, outcome.wall_s)
 
 
@@ -193,8 +214,7 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
         params = count_params(net)
         macs = count_macs(net, (data.in_channels, data.image_size, data.image_size))
         net = net.to(dev)
-        run = RunDir(out, "train", resume=resume)
-        try:
+        with _run_folder(out, "train", resume) as run:
             run.write_config({**run_dict(cfg, "train"), "genotype": g.to_dict()}, environment_info(str(dev)))
             save_genotype(g, run.path / "genotype.json")
             run.log(f"network: {tc.network}, {tc.layers} cells, C={tc.channels}: {params:,} parameters "
@@ -207,8 +227,6 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
             run.write_json("result.json", result)
             write_train_report(run.path, cfg, g, result, outcome.history)
             run.log(f"done: test accuracy {outcome.test_acc:.2f}% in {outcome.wall_s:.1f} s")
-        finally:
-            run.close()
     result["run_dir"] = str(run.path)
     return result
 

@@ -7,7 +7,8 @@ prints that line and exits non-zero; only ``--debug`` shows a traceback.
 
 from __future__ import annotations
 
-__all__ = ["NasforgeError", "GenotypeError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged"]
+__all__ = ["NasforgeError", "GenotypeError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "DiskFullError",
+           "RunLockedError"]
 
 
 class NasforgeError(Exception):
@@ -32,3 +33,11 @@ class CheckpointError(NasforgeError):
 
 class TrainingDiverged(NasforgeError):
     """The loss became NaN or infinite."""
+
+
+class DiskFullError(NasforgeError):
+    """A write failed for lack of space; what was written before is intact and the run can be resumed."""
+
+
+class RunLockedError(NasforgeError):
+    """Another live process is writing the same run folder."""

@@ -13,6 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from ..errors import NasforgeError
+from ..interrupts import Interrupted
 from . import info, nb201, runs
 
 __all__ = ["main", "build_parser"]
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nasforge: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"nasforge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("nasforge: interrupted; continue with the same command plus --resume (and --out)", file=sys.stderr)
         return 130

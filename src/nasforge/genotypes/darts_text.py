@@ -30,6 +30,36 @@ def from_darts_pairs(normal: Sequence[Sequence[Any]], normal_concat: Sequence[in
                                _cell_from_pairs(reduce, reduce_concat, True, "reduce"))
 
 
+_DARTS_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+
+
+def looks_like_darts_mapping(data: Any) -> bool:
+    """A JSON object with the classic fields (``normal``, ``reduce``, ...) rather than nasforge's ``cells``."""
+    return isinstance(data, dict) and "cells" not in data and ("normal" in data or "reduce" in data)
+
+
+def from_darts_mapping(data: dict[str, Any]) -> Genotype:
+    """The classic DARTS fields written as JSON, as users write them by hand::
+
+        {"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5], "reduce": [...], "reduce_concat": [...]}
+
+    A missing ``*_concat`` means every intermediate node, as in all published DARTS-space cells.
+    """
+    unknown = sorted(set(data) - set(_DARTS_FIELDS) - {"hash"})
+    if unknown:
+        raise GenotypeError(f"classic genotype JSON: unknown field(s) {unknown}; allowed: {', '.join(_DARTS_FIELDS)}")
+    for key in ("normal", "reduce"):
+        if key not in data:
+            raise GenotypeError(f"classic genotype JSON: missing field {key!r}; give normal and reduce as lists of "
+                                f"[op, input] pairs")
+    concat = {}
+    for key in ("normal", "reduce"):
+        pairs = data[key]
+        nodes = len(pairs) // 2 if isinstance(pairs, (list, tuple)) else 0
+        concat[key] = data.get(f"{key}_concat", list(range(2, 2 + nodes)))
+    return from_darts_pairs(data["normal"], concat["normal"], data["reduce"], concat["reduce"])
+
+
 def _cell_from_pairs(pairs: Sequence[Sequence[Any]], concat: Sequence[int], reduction: bool,
                      name: str) -> CellArch:
     if not isinstance(pairs, (list, tuple)):
@@ -44,6 +74,8 @@ def _cell_from_pairs(pairs: Sequence[Sequence[Any]], concat: Sequence[int], redu
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str) \
                 or not isinstance(pair[1], int):
             raise GenotypeError(f"{name} cell, pair {i}: expected ('op_name', input_index), got {pair!r}")
+        if isinstance(pair[1], bool):
+            raise GenotypeError(f"{name} cell, pair {i}: the input index must be an integer, got {pair[1]!r}")
         edges.append(Edge(src=pair[1], dst=2 + i // 2, op=pair[0]))
     return CellArch(edges=tuple(edges), concat=tuple(concat), reduction=reduction, name=name)
 

@@ -93,7 +93,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
         genotype = strategy.export()
         epoch_s = time.perf_counter() - t0
         elapsed += epoch_s
-        row.update(epoch_s=epoch_s, wall_s=elapsed, genotype=str(genotype), genotype_hash=genotype.hash(),
+        row.update(epoch_s=epoch_s, wall_s=elapsed, genotype=genotype.to_dict(), genotype_hash=genotype.hash(),
                    events=events)
         if hasattr(strategy, "lr"):
             row["lr"] = strategy.lr
