@@ -298,6 +298,7 @@ def test_tiny_search_runs_end_to_end_and_the_genotype_retrains(tiny_run, tmp_pat
     assert res["chosen"] == res["finalists"][0] and len(res["rerank_acc"]) == 1
     NAOSpace().validate(tiny_run.genotype)
     report = (run / "report.md").read_text()
+    assert "--preset paper-nao" in report and 'NAO(normal="' in report
     for fig in ("nao_pool_accuracy.png", "nao_controller.png", "nao_finalist1.png"):
         assert fig in report and (run / fig).is_file()
     trained = nasforge.train(run / "genotype.json", preset="tiny", out=tmp_path / "train", progress=False,

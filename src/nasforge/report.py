@@ -62,7 +62,7 @@ def write_search_report(run_dir: Path, cfg: RunConfig, outcome: Any, op_names: S
           if "valid_acc" in last else []),
         f"- genotype hash: `{g.hash()}` (saved as `genotype.json`; retrain it with "
         f"`nasforge train --genotype {run_dir / 'genotype.json'} --preset "
-        f"{'nb201' if g.space == 'nb201' else 'paper'}`)\n",
+        f"{ {'nb201': 'nb201', 'nao': 'paper-nao'}.get(g.space, 'paper')}`)\n",
         "## Derived architecture\n", f"```\n{g}\n```\n",
     ]
     if outcome.extra:
