@@ -2,13 +2,15 @@
 
     python benchmarks/search_step.py --method darts --width 8 --cells 5 --batch 32 --steps 5 [--device cpu]
     python benchmarks/search_step.py --method pdarts --stage 3 --width 16 --batch 32
+    python benchmarks/search_step.py --method entrannas --width 8 --cells 8 --batch 32   # 2 Engine-cells of 8
 
 ``--method pdarts --stage K`` builds stage K's supernet of the ``paper`` preset (its depth, e.g. 17 cells, and
 its number of ops per edge, e.g. 3; which ops survive on each edge is drawn at random with seed 0, `none`
 allowed, as a search could leave them) so that one stage can be timed and its memory measured on its own.
 
 Reports the median seconds per iteration over ``--steps`` timed iterations after ``--warmup`` untimed ones,
-images per second, peak resident memory of the process (and peak CUDA memory on a GPU). Random inputs: the
+images per second, peak resident memory of the process and how much of it the steps added on top of the built
+supernet (``step_rss_mib``: activations and gradients), and peak CUDA memory on a GPU. Random inputs: the
 cost of an iteration does not depend on pixel values. Compare implementations side by side in one run.
 """
 
@@ -93,6 +95,7 @@ def main() -> None:
         return x, torch.randint(10, (args.batch,), generator=g, device=device)
 
     train_b, val_b = batch(), batch()
+    rss_before = peak_rss_mib()  # the built supernet and the process; the steps' activations come on top
     times = []
     for i in range(args.warmup + args.steps):
         if device.type == "cuda":
@@ -110,6 +113,7 @@ def main() -> None:
            "batch": args.batch, "steps": args.steps, "device": str(device), "threads": torch.get_num_threads(),
            "s_per_iter": round(s, 4), "s_per_iter_min": round(min(times), 4),
            "images_per_s": round(args.batch / s, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
+           "step_rss_mib": round(peak_rss_mib() - rss_before, 1),
            "torch": torch.__version__}
     if device.type == "cuda":
         out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

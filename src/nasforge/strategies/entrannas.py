@@ -129,7 +129,7 @@ class EnTranNas(Darts):
             net = EnTranSuperNet(self.space, channels or c.channels, ctx.num_classes, layers, c.engine_positions(),
                                  in_channels=ctx.in_channels, temperature=c.temperature, derivation=c.derivation,
                                  feature_sharing=c.feature_sharing, beta_init=c.beta_init, generator=ctx.generator)
-        net.set_checkpoint_ops(c.checkpoint_edges)
+        net.set_checkpoint_units(c.checkpoint_edges)
         return net
 
     # -- steps -----------------------------------------------------------------------------------------------

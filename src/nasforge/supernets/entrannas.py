@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..genotypes import CellArch, Edge, Genotype
 from ..genotypes.nb201_text import NB201_EDGES, NB201_OPS
 from ..models.nb201 import NB201Body
-from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_input
+from ..ops import FactorizedReduce, ReLUConvBN, create_op, wants_relu_input
 from ..spaces import DartsSpace, NB201Space, reduction_positions
 from .arch import ArchParametersMixin
 from .supernet import _frozen_bn_stats
@@ -130,9 +130,10 @@ class CellGraph(nn.Module):
         unit_sources = sources if feature_sharing else [src for src, _ in self.edges]
         self.ops = nn.ModuleList(nn.ModuleList(make_op(op_names[k], src) for k in self.columns)
                                  for src in unit_sources)
-        destinations = sorted({dst for _, dst in self.edges})
-        self.node_edges = [[e for e, (_, d) in enumerate(self.edges) if d == dst] for dst in destinations]
-        self.checkpoint_ops = False
+        self.unit_edges = [[e for e, unit in enumerate(self.unit_of_edge) if unit == u] for u in range(len(self.ops))]
+        self.unit_source = list(unit_sources)
+        self.n_nodes = len({dst for _, dst in self.edges})
+        self.checkpoint_units = False
 
     def op_module(self, edge: int, col: int) -> nn.Module:
         """The module that computes op column ``col`` on ``edge`` (shared by the edges of one source)."""
@@ -142,48 +143,59 @@ class CellGraph(nn.Module):
         """The (unit, op slot) pairs a forward pass with ``active`` pairs runs."""
         return {(self.unit_of_edge[e], self._slot[k]) for e, k in active.nonzero().tolist() if k in self._slot}
 
-    def _run(self, op: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.checkpoint_ops and self.training and torch.is_grad_enabled() and not isinstance(op, Identity):
-            return checkpoint(op, x, use_reentrant=False,
-                              context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(op)))
-        return op(x)
+    def _unit(self, u: int, plan: list[tuple[int, list[int]]], x: torch.Tensor,
+              weights: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The contributions of unit ``u`` (a source node, or one edge) to each planned edge: every op the plan
+        uses is computed once on ``x`` and added, weighted (Engine) or not (Transit), into each edge it serves."""
+        relu = F.relu(x) if any(wants_relu_input(self.ops[u][self._slot[k]]) for _, ks in plan for k in ks) else None
+        features: dict[int, torch.Tensor] = {}
+        out = []
+        for e, ks in plan:
+            total: torch.Tensor | None = None
+            for k in ks:
+                if k not in features:
+                    op = self.ops[u][self._slot[k]]
+                    features[k] = op(relu if wants_relu_input(op) else x)
+                y = features[k] if weights is None else weights[e, k] * features[k]
+                total = y if total is None else total + y
+            out.append(total)
+        return tuple(out)
 
     def forward(self, inputs: list[torch.Tensor], active: torch.Tensor, weights: torch.Tensor | None
                 ) -> list[torch.Tensor]:
-        """All node states: the inputs, then node j = Σ over active (edge, op) into j of [w ·] feature.
+        """All node states: the inputs, then node j = Σ over active (edge, op) into j of [w ·] op(node i).
 
         ``active`` is a bool ``[edges, ops]`` mask on the CPU; ``weights`` the Engine-cell weights, ``None`` in
-        a Transit-cell (unweighted sum). Each (unit, op) feature is computed at most once per call.
+        a Transit-cell (unweighted sum). Nodes are built in order; as soon as node i exists, each unit reading
+        it computes its ops once and pushes its contributions into the later nodes. With ``checkpoint_units``
+        (training) a unit keeps only its input and its contributions; its op activations are recomputed in
+        backward, with BN statistics left alone the second time.
         """
         states = list(inputs)
-        relus: dict[int, torch.Tensor] = {}
-        features: dict[tuple[int, int], torch.Tensor] = {}
+        pending: list[torch.Tensor | None] = [None] * self.n_nodes
         act = active.tolist()
-
-        def feature(e: int, k: int) -> torch.Tensor:
-            key = (self.unit_of_edge[e], self._slot[k])
-            if key not in features:
-                src, op = self.edges[e][0], self.ops[key[0]][key[1]]
-                if wants_relu_input(op):
-                    if src not in relus:
-                        relus[src] = F.relu(states[src])
-                    x = relus[src]
+        recompute = self.checkpoint_units and self.training and torch.is_grad_enabled()
+        for node in range(self.n_inputs + self.n_nodes):
+            if node >= self.n_inputs:
+                value = pending[node - self.n_inputs]
+                if value is None:  # every derived op into this node is `none` (NB201): the node is zero
+                    ref = states[0] if self.stride == 1 else states[0][:, :, ::self.stride, ::self.stride]
+                    value = torch.zeros_like(ref)
+                states.append(value)
+            for u in (u for u, src in enumerate(self.unit_source) if src == node):
+                plan = [(e, [k for k in self.columns if act[e][k]]) for e in self.unit_edges[u]]
+                plan = [(e, ks) for e, ks in plan if ks]
+                if not plan:
+                    continue
+                if recompute:
+                    run = lambda x, w, u=u, plan=plan: self._unit(u, plan, x, w)  # noqa: E731
+                    outs = checkpoint(run, states[node], weights, use_reentrant=False,
+                                      context_fn=lambda u=u: (contextlib.nullcontext(), _frozen_bn_stats(self.ops[u])))
                 else:
-                    x = states[src]
-                features[key] = self._run(op, x)
-            return features[key]
-
-        for rows in self.node_edges:
-            node: torch.Tensor | None = None
-            for e in rows:
-                for k in self.columns:
-                    if act[e][k]:
-                        y = feature(e, k) if weights is None else weights[e, k] * feature(e, k)
-                        node = y if node is None else node + y
-            if node is None:  # every derived op into this node is `none` (NB201): the node is zero
-                ref = states[0] if self.stride == 1 else states[0][:, :, ::self.stride, ::self.stride]
-                node = torch.zeros_like(ref)
-            states.append(node)
+                    outs = self._unit(u, plan, states[node], weights)
+                for (e, _), y in zip(plan, outs):
+                    j = self.edges[e][1] - self.n_inputs
+                    pending[j] = y if pending[j] is None else pending[j] + y
         return states
 
 
@@ -273,11 +285,12 @@ class EnTranArch(ArchParametersMixin):
         """(cell key, is Engine-cell, graph) of every searchable cell, in network order."""
         raise NotImplementedError
 
-    def set_checkpoint_ops(self, on: bool) -> None:
-        """Recompute op activations in backward (about half the activation memory for a third more time);
-        results are unchanged (same RNG replay, BN statistics updated once)."""
+    def set_checkpoint_units(self, on: bool) -> None:
+        """Recompute op activations in backward, keeping per unit (source node or edge) only its input and its
+        contributions — DARTS's edge checkpointing; results are unchanged (same RNG replay, BN statistics
+        updated once)."""
         for _, _, graph in self.graphs():
-            graph.checkpoint_ops = on
+            graph.checkpoint_units = on
 
     def unused_parameter_names(self) -> set[str]:
         """Parameters no op of the current routing uses (Transit-cell ops outside S, DST Engine pairs with q̂ = 0):
