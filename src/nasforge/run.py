@@ -44,7 +44,7 @@ __all__ = ["RunDir", "environment_info", "check_writable"]
 CHECKPOINT_FORMAT = "nasforge.checkpoint/1"
 # keys that may change between a run and its resume without changing its result
 _RESUME_FREE_KEYS = {"device", "data.data_dir", "data.download", "loop.progress"}
-_MIN_FREE_BYTES = 16 * 2**20  # refuse to start a run on a device with less space than a few checkpoints
+_MIN_FREE_BYTES = 2 * 2**20  # refuse to start where not even a small checkpoint fits (a full disk)
 
 
 def environment_info(device: str) -> dict[str, Any]:
