@@ -127,6 +127,23 @@ def _run_folder(out: Path, kind: str, resume: bool) -> Iterator[RunDir]:
         run.close()
 
 
+def data_warnings(data: ImageDataset, batch_size: int, train_images: int, what: str) -> list[str]:
+    """Legal but suspicious data settings: a split smaller than one batch, fewer images than classes."""
+    out = []
+    if train_images < batch_size:
+        out.append(f"the {what} holds {train_images} images, fewer than one batch (data.batch_size={batch_size}): "
+                   f"every step sees the same few images; raise data.n_train or lower data.batch_size")
+    if len(data.y_train) < data.num_classes:
+        out.append(f"only {len(data.y_train)} training images for {data.num_classes} classes: some classes are never "
+                   f"seen; raise data.n_train (0 = all)")
+    return out
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        _log.warning(f"nasforge: warning: {line}")
+
+
 def _default_out(kind: str, name: str, dataset: str) -> Path:
     safe = dataset.replace(":", "-").replace("/", "_")
     return Path("runs") / f"{kind}-{name}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -153,6 +170,10 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
                         steps_per_epoch=0, device=dev, generator=torch.Generator().manual_seed(cfg.seed))
     with _seeded(cfg.seed, cfg.deterministic, dev):
         strategy = strategy_cls(cfg.search, ctx)
+        weight_split = round(len(data.y_train) * cfg.data.train_portion) if strategy.needs_val_batch \
+            else len(data.y_train)
+        _warn(data_warnings(data, cfg.data.batch_size, weight_split, "weight split of the training set")
+              + strategy.config_warnings())
         _log.info(f"nasforge: {method} search, preset '{preset}', on {cfg.data.dataset} ({data.num_classes} classes, "
                   f"{len(data.y_train)} training images), device {dev}"
                   + (" — the embedded default; use --dataset cifar10 --preset paper for the paper's search"
@@ -207,6 +228,7 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
     _log.info(f"nasforge: training {g.hash()[:8]}, preset '{preset}', on {cfg.data.dataset} ({len(data.y_train)} "
               f"training images), device {dev}")
     tc = cfg.train
+    _warn(data_warnings(data, cfg.data.batch_size, len(data.y_train), "training set"))
     with _seeded(cfg.seed, cfg.deterministic, dev):
         net = build_network(g, dataset_kind=tc.network, num_classes=data.num_classes,
                             layers=g.num_cells_required or tc.layers, channels=tc.channels,

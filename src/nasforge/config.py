@@ -23,7 +23,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["Range", "option", "check_ranges", "DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
+__all__ = ["Range", "option", "check_ranges", "describe_fields", "DataConfig", "LoopConfig", "TrainConfig", "RunConfig", "load_preset", "build_config",
            "parse_overrides", "merge_dicts", "to_dict", "run_dict", "from_dict", "preset_names", "config_diff"]
 
 
@@ -90,6 +90,28 @@ def field_range(cls_or_obj: Any, name: str) -> Range | None:
         if f.name == name:
             return f.metadata.get("range")
     return None
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(dotted key, type, default, valid range)`` for every field of dataclass ``cls`` and its nested ones."""
+    hints = typing.get_type_hints(cls)
+    rows: list[tuple[str, str, str, str]] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe_fields(tp, f"{prefix}{f.name}.")
+            continue
+        if f.default is not MISSING:
+            default = f.default
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        rng = f.metadata.get("range")
+        shown = yaml.safe_dump(default, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+        shown = shown if len(shown) <= 32 else shown[:31] + "…"
+        rows.append((f"{prefix}{f.name}", _type_name(tp), shown, rng.describe() if rng else "any"))
+    return rows
 
 
 def check_ranges(obj: Any, prefix: str = "") -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import yaml
 
 from .. import api, viz
-from ..config import preset_dict, preset_names
+from ..config import DataConfig, LoopConfig, TrainConfig, describe_fields, preset_dict, preset_names
 from ..genotypes import load_genotype
 from ..strategies import STRATEGIES
 
@@ -75,7 +75,23 @@ def _presets(args: argparse.Namespace) -> int:
         if name:
             for preset in preset_names(kind):
                 print(f"\n[{preset}]\n" + yaml.safe_dump(preset_dict(kind, preset), sort_keys=False).rstrip())
+            _print_fields(kind)
     return 0
+
+
+def _print_fields(kind: str) -> None:
+    """Every field a ``--set`` may change, with its type, default and valid range."""
+    sections: list[tuple[type, str]] = [(DataConfig, "data."), (LoopConfig, "loop.")]
+    sections.insert(0, (TrainConfig, "train.") if kind == "train" else (STRATEGIES.get(kind).Config, "search."))
+    rows = [("seed", "int", "2", ">= 0"), ("device", "str", "cpu", "cpu, cuda, cuda:N or auto"),
+            ("deterministic", "bool", "true", "any")]
+    for cls, prefix in sections:
+        rows += describe_fields(cls, prefix)
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"\nfields (override with --set KEY=VALUE):\n{'key':<{widths[0]}}  {'type':<{widths[1]}}  "
+          f"{'default':<{widths[2]}}  valid range")
+    for key, tp, default, rng in rows:
+        print(f"{key:<{widths[0]}}  {tp:<{widths[1]}}  {default:<{widths[2]}}  {rng}")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"show": _show, "presets": _presets}

@@ -82,6 +82,10 @@ class Strategy(ABC):
     def on_epoch_row(self, row: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Sees the finished metrics row of the epoch (with the held-out accuracy when measured)."""
 
+    def config_warnings(self) -> list[str]:
+        """Legal but suspicious settings of this method, one sentence each (shown before the run starts)."""
+        return []
+
     def should_stop(self) -> bool:
         """True to end the search before ``epochs`` (e.g. a resource target reached)."""
         return False

@@ -230,6 +230,13 @@ class GoldNas(Strategy):
                              "params": row["params"], "accuracy": row.get("valid_acc"),
                              "ops_alive": row["ops_alive"], "genotype": g.to_dict()})
 
+    def config_warnings(self) -> list[str]:
+        if self.config.epochs < 3:
+            return [f"search.epochs={self.config.epochs} leaves GOLD-NAS {self.config.epochs} pruning round(s): the "
+                    f"Pareto front holds at most that many architectures (the paper runs until its target, up to "
+                    f"200 epochs)"]
+        return []
+
     def should_stop(self) -> bool:
         if self.config.target <= 0 or not self.records:
             return False

@@ -55,6 +55,11 @@ class KnasConfig(SampleSelectConfig):
     # > 1: score a repeat's candidates up front in this many processes (then steps read the cache)
     workers: int = option(1, ge=1)
 
+    def validate(self) -> None:
+        if self.top_k > self.n_samples:
+            raise ConfigError(f"top_k={self.top_k} is out of range: must be <= n_samples ({self.n_samples}), the "
+                              f"pool it is drawn from (e.g. top_k=40 of n_samples=300)")
+
 
 class Knas(SampleSelect):
     """Training-free search: MGM top-k, then selection (see the module docstring)."""

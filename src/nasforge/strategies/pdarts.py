@@ -150,6 +150,14 @@ class PDarts(Darts):
     def epochs(self) -> int:
         return len(self.config.stage_layers) * self.config.epochs_per_stage
 
+    def config_warnings(self) -> list[str]:
+        c = self.config
+        if c.epochs_per_stage <= c.warmup_epochs:
+            return [f"search.epochs_per_stage={c.epochs_per_stage} is not more than search.warmup_epochs="
+                    f"{c.warmup_epochs}: no stage ever updates the architecture, so every stage prunes by untrained "
+                    f"alphas (the paper: 25 epochs, 10 of them warm-up)"]
+        return []
+
     def schedule_position(self) -> tuple[int, int]:
         return self.epoch % self.config.epochs_per_stage, self.config.epochs_per_stage
 
