@@ -35,7 +35,10 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
         return from_nao_text(text)
     if text.startswith("{"):
         return _from_json(text)
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~someone" with no such user: not a path then
+        path = Path(text)
     try:
         if path.is_dir() and (path / "genotype.json").is_file():
             path = path / "genotype.json"
