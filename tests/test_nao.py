@@ -347,3 +347,20 @@ def test_nao_text_round_trips_and_loads():
     assert str(other).startswith("{") and load_genotype(str(other)) == other  # other op sets print as JSON
     with pytest.raises(GenotypeError, match="NAO text must read"):
         load_genotype('NAO(normal="1 x")')
+
+
+def test_paper_nao_trains_with_classifier_dropout(tmp_path):
+    """train.dropout reaches NAO's classifier; other spaces refuse it in one line."""
+    from nasforge.api import resolve_config
+    from nasforge.errors import ConfigError
+    from nasforge.genotypes import published
+
+    cfg = resolve_config("train", "paper-nao", None)
+    assert cfg.train.dropout == 0.4
+    net = build_network(published("NAONET_V2"), layers=5, channels=8, dropout=cfg.train.dropout)
+    assert net.classifier.dropout == 0.4
+    net.train()
+    assert not torch.equal(net.classifier(torch.ones(4, net.classifier.in_features)),
+                           net.classifier(torch.ones(4, net.classifier.in_features)))  # dropped at random
+    with pytest.raises(ConfigError, match="train.dropout"):
+        build_network(published("DARTS_V2"), layers=5, channels=8, dropout=0.4)

@@ -232,7 +232,7 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
     with _seeded(cfg.seed, cfg.deterministic, dev):
         net = build_network(g, dataset_kind=tc.network, num_classes=data.num_classes,
                             layers=g.num_cells_required or tc.layers, channels=tc.channels,
-                            auxiliary=tc.auxiliary, in_channels=data.in_channels)
+                            auxiliary=tc.auxiliary, in_channels=data.in_channels, dropout=tc.dropout)
         params = count_params(net)
         macs = count_macs(net, (data.in_channels, data.image_size, data.image_size))
         net = net.to(dev)

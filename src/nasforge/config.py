@@ -179,6 +179,7 @@ class TrainConfig:
     drop_path: float = option(0.2, ge=0, lt=1)  # maximum drop-path rate, ramped linearly over the epochs
     grad_clip: float = option(5.0, ge=0)
     label_smoothing: float = option(0.0, ge=0, lt=1)
+    dropout: float = option(0.0, ge=0, lt=1)  # before the classifier (NAO networks: 0.4 in its recipe)
 
 
 @dataclass

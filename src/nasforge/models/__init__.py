@@ -7,7 +7,8 @@ from .cell import EvalCell, drop_path
 from .init import init_network
 from .heads import AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet
 from .nb201 import NB201Network
-from .network import DATASET_KINDS, NetworkCIFAR, NetworkImageNet, build_network, reduction_indices
+from .build import build_network
+from .network import DATASET_KINDS, NetworkCIFAR, NetworkImageNet, reduction_indices
 
 __all__ = ["EvalCell", "drop_path", "AuxiliaryHeadCIFAR", "AuxiliaryHeadImageNet", "NetworkCIFAR",
            "NetworkImageNet", "build_network", "reduction_indices", "DATASET_KINDS", "NB201Network", "init_network"]

@@ -20,9 +20,8 @@ from ..errors import ConfigError, GenotypeError
 from ..genotypes.core import Genotype
 from .cell import EvalCell
 from .heads import AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet
-from .nb201 import build_nb201_network
 
-__all__ = ["NetworkCIFAR", "NetworkImageNet", "build_network", "reduction_indices", "DATASET_KINDS"]
+__all__ = ["NetworkCIFAR", "NetworkImageNet", "reduction_indices", "DATASET_KINDS"]
 
 DATASET_KINDS = ("cifar", "imagenet")
 
@@ -165,38 +164,3 @@ class NetworkImageNet(_CellStack):
         s0 = self.stem0(x)
         s1 = self.stem1(s0)
         return self._run_cells(s0, s1)
-
-
-def build_network(genotype: Genotype, *, dataset_kind: str = "cifar", num_classes: int | None = None,
-                  layers: int | None = None, channels: int | None = None, auxiliary: bool = False,
-                  in_channels: int = 3) -> nn.Module:
-    """Build the evaluation network for ``genotype``; ``None`` arguments take the dataset kind's DARTS default.
-
-    Defaults: ``cifar`` — 10 classes, 20 cells, C=36; ``imagenet`` — 1000 classes, 14 cells, C=48. For
-    unshared genotypes ``layers=None`` means the genotype's own cell count. NAS-Bench-201 genotypes get the
-    benchmark's network (:class:`~nasforge.models.nb201.NB201Network`) whatever the dataset kind; there
-    ``layers`` is N, the cells per stage (default 5), and ``channels`` the first stage's width (default 16).
-
-    Raises:
-        ConfigError: ``dataset_kind`` is not one of :data:`DATASET_KINDS`.
-        GenotypeError: an unshared genotype does not have ``layers`` cells, or a cell cannot be built.
-    """
-    if dataset_kind not in DATASET_KINDS:
-        raise ConfigError(f"unknown dataset kind {dataset_kind!r}; choose one of: {', '.join(DATASET_KINDS)}")
-    if genotype.space == "nao":  # NAO cells: loose-end outputs, inputs preprocessed only when needed
-        from .nao import build_nao_network
-
-        return build_nao_network(genotype, dataset_kind=dataset_kind, num_classes=num_classes, layers=layers,
-                                 channels=channels, auxiliary=auxiliary, in_channels=in_channels)
-    if genotype.space == "nb201":
-        return build_nb201_network(genotype, num_classes=num_classes, cells_per_stage=layers, channels=channels,
-                                   auxiliary=auxiliary, in_channels=in_channels)
-    if dataset_kind == "cifar":
-        return NetworkCIFAR(genotype, num_classes=10 if num_classes is None else num_classes, layers=layers,
-                            channels=36 if channels is None else channels, auxiliary=auxiliary,
-                            in_channels=in_channels)
-    if dataset_kind == "imagenet":
-        return NetworkImageNet(genotype, num_classes=1000 if num_classes is None else num_classes, layers=layers,
-                               channels=48 if channels is None else channels, auxiliary=auxiliary,
-                               in_channels=in_channels)
-    raise ConfigError(f"unknown dataset kind {dataset_kind!r}; choose one of: {', '.join(DATASET_KINDS)}")
