@@ -99,7 +99,7 @@ def test_official_statistic_preset_and_bad_settings(tmp_path):
     run = _search(tmp_path, "o", overrides=["search.proxy=mgm_official", "search.n_samples=6", "search.top_k=2",
                                             "search.repeats=1"])
     assert _result(run)["proxy"] == "mgm_official"
-    with pytest.raises(ConfigError, match="selection must be"):
+    with pytest.raises(ConfigError, match=r"selection='oracle' is out of range: must be one of"):
         _search(tmp_path, "x1", overrides=["search.selection=oracle"])
     with pytest.raises(ConfigError, match="has no option 'bn'"):
         _search(tmp_path, "x2", overrides=["search.proxy_options=[bn=eval]"])
@@ -112,3 +112,26 @@ def test_parallel_scoring_fills_the_cache_before_the_steps(tmp_path):
                                             "search.top_k=2"])
     res = _result(run)
     assert res["cache_hits"] == 6 and len(_records(run)[0]["scores"]) == 6  # every step read a prefetched score
+
+
+def test_official_sampling_draws_with_replacement_from_the_readme_range():
+    """--preset paper-official: indices 0..5000 only, with replacement, as the KNAS code's README scores them."""
+    import torch
+
+    from nasforge.api import resolve_config
+    from nasforge.spaces import NB201Space
+    from nasforge.strategies import STRATEGIES
+
+    cfg = resolve_config("knas", "paper-official", STRATEGIES.get("knas").Config)
+    c = cfg.search
+    assert c.replace and c.index_range == [0, 5000] and c.proxy == "mgm_official" and c.top_k == 40
+    draws = NB201Space().sample_indices(20000, torch.Generator().manual_seed(0), True, *c.index_range)
+    assert min(draws) >= 0 and max(draws) == 5000 and len(set(draws)) < len(draws)
+    few = NB201Space().sample_indices(3, torch.Generator().manual_seed(0), False, 10, 12)
+    assert sorted(few) == [10, 11, 12]
+    from nasforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"search\.n_samples=300 is out of range: must be <= the 3"):
+        resolve_config("knas", "paper", STRATEGIES.get("knas").Config, ["search.index_range=[10,12]"])
+    with pytest.raises(ConfigError, match=r"search\.index_range"):
+        resolve_config("knas", "paper", STRATEGIES.get("knas").Config, ["search.index_range=[12,10]"])

@@ -130,13 +130,18 @@ class NB201Space:
         """Every architecture, by official index."""
         return (NB201Arch(ops) for ops in official_order())
 
-    def sample_indices(self, n: int, generator: torch.Generator, replace: bool = False) -> list[int]:
-        """``n`` official indices drawn uniformly (without replacement unless ``replace``)."""
-        if n < 0 or (not replace and n > NB201_SIZE):
-            raise GenotypeError(f"cannot draw {n} distinct architectures from the {NB201_SIZE} of NB201")
+    def sample_indices(self, n: int, generator: torch.Generator, replace: bool = False, first: int = 0,
+                       last: int = NB201_SIZE - 1) -> list[int]:
+        """``n`` official indices drawn uniformly from ``first..last`` (without replacement unless ``replace``)."""
+        if not 0 <= first <= last < NB201_SIZE:
+            raise GenotypeError(f"NB201 index range {first}..{last} is not within 0..{NB201_SIZE - 1}")
+        pool = last - first + 1
+        if n < 0 or (not replace and n > pool):
+            raise GenotypeError(f"cannot draw {n} distinct architectures from the {pool} of NB201 indices "
+                                f"{first}..{last}")
         if replace:
-            return torch.randint(NB201_SIZE, (n,), generator=generator).tolist()
-        return torch.randperm(NB201_SIZE, generator=generator)[:n].tolist()
+            return (first + torch.randint(pool, (n,), generator=generator)).tolist()
+        return (first + torch.randperm(pool, generator=generator)[:n]).tolist()
 
     def sample(self, generator: torch.Generator) -> Genotype:
         """A uniformly random architecture."""

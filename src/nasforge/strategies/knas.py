@@ -56,6 +56,7 @@ class KnasConfig(SampleSelectConfig):
     workers: int = option(1, ge=1)
 
     def validate(self) -> None:
+        super().validate()
         if self.top_k > self.n_samples:
             raise ConfigError(f"top_k={self.top_k} is out of range: must be <= n_samples ({self.n_samples}), the "
                               f"pool it is drawn from (e.g. top_k=40 of n_samples=300)")

@@ -34,6 +34,7 @@ from ..genotypes import Genotype
 from ..models import init_network
 from ..models.nb201 import NB201Network
 from ..spaces import NB201Arch, NB201Space
+from ..spaces.nb201 import NB201_SIZE
 from .base import Batch, SearchContext, Strategy
 
 __all__ = ["SampleSelectConfig", "SampleSelect", "RepeatRecord"]
@@ -50,6 +51,8 @@ class SampleSelectConfig:
     repeats: int = option(9, ge=1)
     n_samples: int = option(300, ge=1)  # architectures drawn per repeat
     replace: bool = False  # draw with replacement (the KNAS code does; duplicates then compete twice)
+    # [first, last] official NB201 indices drawn from, inclusive (the KNAS code's README scores 0..5000)
+    index_range: list[int] = option(factory=lambda: [0, NB201_SIZE - 1], ge=0, le=NB201_SIZE - 1)
     # benchmark (NB201 12-epoch validation accuracy) or train (brief real training)
     selection: str = option("benchmark", choices=("benchmark", "train"))
     # cifar10, cifar100, imagenet16 or auto (by the run's number of classes)
@@ -68,6 +71,18 @@ class SampleSelectConfig:
     def epochs(self) -> int:
         """Search-loop epochs: one per repeat."""
         return self.repeats
+
+    def validate(self) -> None:
+        if len(self.index_range) != 2 or self.index_range[0] > self.index_range[1]:
+            raise ConfigError(f"index_range={self.index_range} is out of range: must be [first, last] with first <= "
+                              f"last (e.g. [0, 5000])")
+        pool = self.index_range[1] - self.index_range[0] + 1
+        if not self.replace and self.n_samples > pool:
+            raise ConfigError(f"n_samples={self.n_samples} is out of range: must be <= the {pool} architectures of "
+                              f"index_range {self.index_range} unless replace=true")
+        if self.eval_batches > self.train_steps:
+            raise ConfigError(f"eval_batches={self.eval_batches} is out of range: must be <= train_steps "
+                              f"({self.train_steps})")
 
 
 @dataclass
@@ -117,20 +132,9 @@ class SampleSelect(Strategy):
 
     @staticmethod
     def _check_config(c: SampleSelectConfig) -> None:
-        if c.selection not in ("benchmark", "train"):
-            raise ConfigError(f"search.selection must be 'benchmark' or 'train', got {c.selection!r}")
-        if c.benchmark_dataset not in (*SELECTION_COLUMNS, "auto"):
-            raise ConfigError(f"search.benchmark_dataset must be auto or one of {', '.join(SELECTION_COLUMNS)}, got "
-                              f"{c.benchmark_dataset!r}")
-        for key in ("repeats", "n_samples", "channels", "train_steps", "eval_batches"):
-            if getattr(c, key) < 1:
-                raise ConfigError(f"search.{key} must be >= 1, got {getattr(c, key)}")
-        if not c.replace and c.n_samples > len(NB201Space()):
-            raise ConfigError(f"search.n_samples={c.n_samples} exceeds the {len(NB201Space())} NB201 architectures; "
-                              f"lower it or set search.replace=true")
-        if c.eval_batches > c.train_steps:
-            raise ConfigError(f"search.eval_batches ({c.eval_batches}) cannot exceed search.train_steps "
-                              f"({c.train_steps})")
+        """Ranges and cross-field rules are checked with the config (:meth:`SampleSelectConfig.validate`); this
+        stays for configs built in code without :func:`~nasforge.config.build_config`."""
+        c.validate()
 
     # -- hooks for subclasses --------------------------------------------------------------------------------
     def screen(self, position: int, genotype: Genotype, batch: Batch) -> dict[str, float]:
@@ -169,7 +173,8 @@ class SampleSelect(Strategy):
     def _begin(self, repeat: int) -> None:
         gen = torch.Generator().manual_seed(self.base_seed + repeat)
         self._repeat = repeat
-        self._candidates = self.space.sample_indices(self.config.n_samples, gen, self.config.replace)
+        first, last = self.config.index_range
+        self._candidates = self.space.sample_indices(self.config.n_samples, gen, self.config.replace, first, last)
         self._pos = 0
         self._scores: list[float] = []
         self._score_s = 0.0
