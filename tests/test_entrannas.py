@@ -252,6 +252,7 @@ def _ctx() -> SearchContext:
     ({"engine_cells": []}, "search.engine_cells=[] is empty"),
     ({"space": "nb201", "layers": 2, "engine_cells": [6]}, "positions must be in 0..5"),
     ({"space": "nb201", "derivation": "dst"}, "search.derivation='dst' needs space='darts'"),
+    ({"space": "nb201", "ops": list(DARTS_OPS)}, "search.ops: 'none' cannot be an NB201 candidate"),
     ({"derivation": "dst", "ops": list(DARTS_OPS)}, "search.ops: 'none' cannot be a candidate"),
     ({"dst_sparsity": 0.1}, "search.dst_sparsity=0.1 acts only with derivation='dst'"),
     ({"derivation": "topk"}, "search.derivation='topk' is out of range: must be one of: rule, dst"),
@@ -382,19 +383,25 @@ def test_nb201_tiny_search_is_judged_by_the_table(tmp_path, data_root):
     assert trained["params"] > 0
 
 
-def test_nb201_transit_cells_skip_none_and_unchosen_ops():
+def test_nb201_transit_cells_compute_only_the_chosen_op_and_never_none():
+    """`none` is no candidate: even where its α is the largest, the edge takes its strongest real op, so a Transit
+    cell can never cut the network (which would leave the Engine-cells, and α, without a gradient)."""
     net = NB201EnTranSuperNet(10, 4, 1, [0], in_channels=1, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():  # edges 0->1 none, the rest conv 3x3
+    with torch.no_grad():  # edge 0->1: none strongest, then skip; the rest conv 3x3
         net.alphas["normal"].zero_()
         net.alphas["normal"][:, 3] = 5.0
-        net.alphas["normal"][0, 0] = 10.0
+        net.alphas["normal"][:, 0] = 10.0
+        net.alphas["normal"][0, 1] = 6.0
     calls: Counter = Counter()
     graphs = [g for _, _, g in net.graphs()]
     for gi, graph in enumerate(graphs):
         for u, unit in enumerate(graph.ops):
             for s, op in enumerate(unit):
                 op.register_forward_hook(lambda m, i, o, key=(gi, u, s): calls.update([key]))
-    net(_x())
-    assert nb201_ops_of(net.genotype()) == ("none",) + ("nor_conv_3x3",) * 5
+    loss = net(_x()).sum()
+    assert nb201_ops_of(net.genotype()) == ("skip_connect",) + ("nor_conv_3x3",) * 5
+    assert float(net.op_weights()["normal"][:, 0].detach().abs().sum()) == 0.0
     transit = {(u, s) for (gi, u, s) in calls if gi > 0}
-    assert transit == {(0, 2), (1, 2), (2, 2)} and all(calls[k] == 1 for k in calls)  # conv 3x3 per source, once
+    # shared features: conv 3x3 once per source node (0, 1, 2), skip from node 0 once; each run exactly once
+    assert transit == {(0, 0), (0, 2), (1, 2), (2, 2)} and all(calls[k] == 1 for k in calls)
+    assert all(g.abs().sum() > 0 for g in torch.autograd.grad(loss, net.arch_parameters()))

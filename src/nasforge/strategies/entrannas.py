@@ -15,7 +15,7 @@ default, second order through :mod:`.hypergrad`).
 
 Supernets: :mod:`nasforge.supernets.entrannas`. Spaces: ``darts`` (the DARTS cell; ``none`` is not a candidate
 by default, METHODS-ADDENDUM E14; DST genotypes live in :class:`~nasforge.spaces.FreeTopologySpace`) and
-``nb201`` (one shared cell, the strongest op per edge, `none` included as for DARTS on NB201).
+``nb201`` (one shared cell, the strongest op per edge; `none` is never derived there either).
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ class EnTranNasConfig(DartsConfig):
                     raise ConfigError(f"engine_cells={list(engines)}: no Engine-cell is a {kind} cell (reductions at "
                                       f"{list(reductions)} of {total} cells), so that cell's alpha would never "
                                       f"learn; add one {kind} position")
+        if self.space == "nb201" and "none" in self.ops:
+            raise ConfigError("ops: 'none' cannot be an NB201 candidate for EnTranNAS (a cell derived with only "
+                              "`none` into its output cuts the Transit-cells off); remove it")
         if self.derivation == "dst":
             if self.space != "darts":
                 raise ConfigError(f"derivation='dst' needs space='darts', got space={self.space!r}: NB201 cells "

@@ -426,7 +426,9 @@ class NB201EnTranCell(nn.Module):
 class NB201EnTranSuperNet(EnTranArch, NB201Body):
     """The EnTranNAS super-network on NAS-Bench-201: the benchmark skeleton (C, N cells per stage, residual
     reductions), one shared ``[6, 5]`` α (key ``normal``), Engine-cells at ``engine_cells`` (positions among
-    the 3N cells). Derivation: the strongest op per edge, `none` included, as DARTS on NB201."""
+    the 3N cells). Derivation: the strongest op per edge. `none` is not a candidate (METHODS-ADDENDUM E14): a
+    derived cell whose output node is fed only by `none` would cut every Transit-cell after it, and the
+    Engine-cells before it, off the loss."""
 
     def __init__(self, num_classes: int, channels: int, cells_per_stage: int, engine_cells: Sequence[int],
                  in_channels: int = 3, temperature: float = 1.0, feature_sharing: bool = True,
@@ -438,6 +440,7 @@ class NB201EnTranSuperNet(EnTranArch, NB201Body):
         self.engine_cells = engines
         self.space = NB201Space()
         self._init_arch(["normal"], NB201_EDGES, NB201_OPS, 1, temperature, "rule", 0.0, generator)
+        self.alive("normal")[:, NB201_OPS.index("none")] = False  # never a candidate (see the class docstring)
 
     def graphs(self) -> list[tuple[str, bool, CellGraph]]:
         return [(c.key, c.engine, c.graph) for c in self.cells if isinstance(c, NB201EnTranCell)]
