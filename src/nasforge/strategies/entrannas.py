@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import viz
 from ..config import check_ranges, option
 from ..errors import ConfigError
 from ..genotypes import Genotype, save_genotype
@@ -184,9 +185,7 @@ class EnTranNas(Darts):
 
     def report_sections(self, run_dir: Any) -> list[str]:
         """The super-network in words, a per-epoch table (derived cells, inputs per node, thresholds, time,
-        memory), the derived cells drawn at every epoch where they changed and, with DST, t_j over epochs."""
-        from .. import viz
-
+        memory), every epoch's cells saved and up to six of the changes drawn and, with DST, t_j over epochs."""
         c, keys = self.config, list(self.net.alphas.keys())
         engines = c.engine_positions()
         kinds = [("reduce" if i in reduction_positions(c.layers) else "normal") if c.space == "darts" else "normal"
