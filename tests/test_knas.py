@@ -12,6 +12,7 @@ import nasforge
 from nasforge.benchmarks import load_nb201
 from nasforge.errors import ConfigError
 from nasforge.genotypes import load_genotype
+from nasforge.proxies import ScoreCache
 from nasforge.spaces import NB201Arch
 
 
@@ -109,9 +110,13 @@ def test_official_statistic_preset_and_bad_settings(tmp_path):
 
 def test_parallel_scoring_fills_the_cache_before_the_steps(tmp_path):
     run = _search(tmp_path, "w", overrides=["search.workers=2", "search.repeats=1", "search.n_samples=6",
-                                            "search.top_k=2"])
+                                            "search.top_k=2", f"search.cache_dir={tmp_path / 'w-cache'}"])
     res = _result(run)
-    assert res["cache_hits"] == 6 and len(_records(run)[0]["scores"]) == 6  # every step read a prefetched score
+    assert res["cache_hits"] == 0 and len(_records(run)[0]["scores"]) == 6  # every step read a prefetched score
+    assert len(ScoreCache(tmp_path / "w-cache")) == 6  # each written to the cache as it finished
+    again = _search(tmp_path, "w2", overrides=["search.workers=2", "search.repeats=1", "search.n_samples=6",
+                                               "search.top_k=2", f"search.cache_dir={tmp_path / 'w-cache'}"])
+    assert _result(again)["cache_hits"] == 6 and _records(again)[0]["scores"] == _records(run)[0]["scores"]
 
 
 def test_official_sampling_draws_with_replacement_from_the_readme_range():

@@ -23,6 +23,7 @@ from ..benchmarks import ACCURACY_COLUMNS, load_nb201
 from ..data import load_dataset
 from ..errors import ConfigError, DataError, GenotypeError
 from ..genotypes import load_genotype
+from ..parallel import EXECUTOR_KINDS, check_executor, make_executor
 from ..proxies import (PROXIES, NetworkSpec, ScoreCache, default_cache_dir, kendall_tau, proxy_batch, score_many,
                        spearman_rho)
 from ..spaces import DartsSpace, NB201Arch, NB201Space
@@ -42,6 +43,8 @@ EXAMPLES_PROXIES = """examples:
   nasforge proxies --space nb201 --proxy mgm --n 100 --dataset cifar10 --seed 0
   nasforge proxies --space nb201 --proxy mgm,mgm_official,params,grad_norm,snip,synflow,naswot --n 1000 \\
       --dataset cifar10 --seed 0 --workers 2 --json
+  nasforge proxies --proxy mgm --n 1000 --executor ray --workers 16                # a local Ray, 16 tasks at once
+  nasforge proxies --proxy mgm --n 15625 --executor ray --ray-address auto --workers 64   # a running cluster
   nasforge proxies --proxy all --archs my_archs.txt --dataset digits     # one NB201 string, index or genotype per line
   nasforge proxies --proxy mgm --option mgm.bn_mode=eval --option mgm.drop_diagonal=true --n 50
 """
@@ -85,7 +88,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--channels", type=int, help="scoring network width C (default: 16)")
     p.add_argument("--cells", type=int, help="scoring network depth: N cells per stage for NB201 (default 5), cells "
                                              "for DARTS (default 8)")
-    p.add_argument("--workers", type=int, default=1, help="processes scoring in parallel (default: 1)")
+    p.add_argument("--workers", type=int, default=1, help="candidates scored in parallel: local processes or Ray "
+                                                           "tasks in flight (default: 1)")
+    p.add_argument("--executor", default="local", choices=EXECUTOR_KINDS,
+                   help="where candidates run: local processes, or Ray tasks (pip install 'nasforge[ray]'; "
+                        "default: local)")
+    p.add_argument("--ray-address", help="Ray cluster to join, e.g. auto or HOST:6379 (default: start a local Ray)")
+    p.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers locally, a "
+                                               "task's CPUs on Ray)")
     p.add_argument("--cache", help="score cache folder, or 'off' (default: $NASFORGE_CACHE, else "
                                    "~/.cache/nasforge/scores)")
     p.add_argument("--out", help="CSV of scores (default: runs/proxies-<space>-<dataset>-n<N>-seed<S>.csv)")
@@ -184,13 +194,17 @@ def _sample(space: str, n: int, seed: int) -> list[Any]:
 def _proxies(args: argparse.Namespace) -> int:
     names = _proxy_names(args.proxy)
     options = _options(args.option, names)
+    check_executor(args.executor, args.ray_address)
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        raise ConfigError(f"--workers and --threads must be >= 1, got {args.workers} and {args.threads}")
     genotypes = _read_archs(args.archs) if args.archs else _sample(args.space, args.n, args.seed)
     data = load_dataset(args.dataset, args.data_dir, progress=not args.no_progress)
     x, y = proxy_batch(data, args.samples, args.seed, augment=args.augment)
     cache = ScoreCache(None if args.cache == "off" else args.cache or default_cache_dir())
     spec = NetworkSpec(data.num_classes, data.in_channels, args.channels, args.cells)
-    scores = score_many(genotypes, names, x, y, seed=args.seed, net=spec, options=options, cache=cache,
-                        workers=args.workers, progress=not args.no_progress)
+    with make_executor(args.executor, args.workers, args.threads, args.ray_address) as executor:
+        scores = score_many(genotypes, names, x, y, seed=args.seed, net=spec, options=options, cache=cache,
+                            executor=executor, progress=not args.no_progress)
     indices = [NB201Arch.from_genotype(g).index if g.space == "nb201" else None for g in genotypes]
     out = Path(args.out or f"runs/proxies-{args.space}-{args.dataset.replace(':', '-').replace('/', '_')}-"
                            f"n{len(genotypes)}-seed{args.seed}.csv")
@@ -199,7 +213,10 @@ def _proxies(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"csv": str(out), "n": len(genotypes), "dataset": args.dataset, "seed": args.seed,
                               "samples": len(y), "proxies": names, "options": options,
                               "median_seconds": {p: float(np.median([s[p].seconds for s in scores])) for p in names},
-                              "cache_hits": {p: sum(s[p].cached for s in scores) for p in names}}
+                              "cache_hits": {p: sum(s[p].cached for s in scores) for p in names},
+                              "executor": args.executor, "workers": args.workers,
+                              "failed": [{"arch": str(g), "proxy": p, "error": s[p].error}
+                                         for g, s in zip(genotypes, scores) for p in names if s[p].error]}
     known = [i for i, idx in enumerate(indices) if idx is not None]
     if len(known) >= 2:
         try:
@@ -215,9 +232,9 @@ def _proxies(args: argparse.Namespace) -> int:
                                       for p in names for vals in [np.asarray([scores[i][p].value for i in known])]}
     if args.json:
         print(json.dumps(report, allow_nan=True))
-        return 0
-    _print_report(report)
-    return 0
+    else:
+        _print_report(report)
+    return 1 if report["failed"] else 0  # every other score is written; the failures are in the report
 
 
 def _write_csv(path: Path, genotypes: Sequence[Any], indices: Sequence[int | None], names: Sequence[str],
@@ -236,6 +253,8 @@ def _print_report(report: dict[str, Any]) -> None:
           f"{report['dataset']} images (seed {report['seed']}); scores in {report['csv']}")
     print("median seconds per architecture: " + ", ".join(f"{p} {t:.3f}" for p, t in report["median_seconds"].items())
           + f" (cache hits: {sum(report['cache_hits'].values())})")
+    for f in report["failed"]:
+        print(f"FAILED {f['proxy']} of {f['arch']}: {f['error']} (NaN in the CSV; not cached, a rerun tries again)")
     if "correlations" not in report:
         print(report.get("correlations_skipped", "no NB201 architectures with table entries: no correlations"))
         return

@@ -2,8 +2,9 @@
 batch of data, and an on-disk cache so repeats and resumed runs never recompute a score.
 
 Scoring many architectures is embarrassingly parallel: :func:`score_many` hands the architectures still missing
-from the cache to ``workers`` processes (each single-threaded), and writes every score to the cache as soon as
-it arrives, so an interrupted run resumes where it stopped.
+from the cache to an executor (:mod:`nasforge.parallel`: local processes or Ray tasks) and writes every score to
+the cache as soon as it arrives, so an interrupted run resumes where it stopped. A candidate whose scoring
+raises comes back as a NaN score carrying its error (never cached, so a rerun tries it again); the rest finish.
 
 The cache is one append-only JSON-lines file per folder (``scores-v1.jsonl``): ``--cache DIR`` or
 ``$NASFORGE_CACHE``, else ``~/.cache/nasforge/scores``. A key is the SHA-256 of everything a score depends on:
@@ -17,11 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,6 +34,7 @@ from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
 from ..genotypes.nb201_text import to_nb201_text
 from ..models import build_network
+from ..parallel import Executor, LocalExecutor, Outcome
 from .base import PROXIES, init_network, resolve_options
 
 __all__ = ["ProxyScore", "ScoreCache", "NetworkSpec", "score_architecture", "score_many", "proxy_batch",
@@ -49,6 +50,7 @@ class ProxyScore:
     value: float
     seconds: float  # time it took to build, initialise and score (when it was computed)
     cached: bool = False
+    error: str | None = None  # "TypeName: message" when scoring raised (value is then NaN; never cached)
 
 
 @dataclass(frozen=True)
@@ -154,60 +156,58 @@ def score_architecture(genotype: Genotype, proxy: str, x: torch.Tensor, y: torch
     return score
 
 
-def _score_task(args: tuple) -> tuple[int, str, ProxyScore]:
-    i, genotype_dict, proxy, x, y, seed, net, options, batch_id = args
-    g = Genotype.from_dict(genotype_dict)
-    return i, proxy, score_architecture(g, proxy, x, y, seed=seed, net=net, options=options, batch_id=batch_id)
+def _score_task(item: tuple, batch: tuple[torch.Tensor, torch.Tensor]) -> ProxyScore:
+    """One (architecture, proxy) score where an executor runs it; the batch is the executor's shared object."""
+    genotype_dict, proxy, seed, net, options, batch_id = item
+    return score_architecture(Genotype.from_dict(genotype_dict), proxy, *batch, seed=seed, net=net, options=options,
+                              batch_id=batch_id)
 
 
-def _worker(args: tuple) -> tuple[int, str, ProxyScore]:
-    torch.set_num_threads(1)  # parallelism comes from the processes
-    return _score_task(args)
+def _as_score(outcome: Outcome) -> ProxyScore:
+    if outcome.ok:
+        return outcome.value
+    return ProxyScore(math.nan, outcome.seconds, error=outcome.error)
 
 
 def score_many(genotypes: Sequence[Genotype], proxies: Sequence[str], x: torch.Tensor, y: torch.Tensor, *,
                seed: int, net: NetworkSpec, options: Mapping[str, Mapping[str, Any]] | None = None,
-               cache: ScoreCache | None = None, workers: int = 1, progress: bool = True
-               ) -> list[dict[str, ProxyScore]]:
+               cache: ScoreCache | None = None, workers: int = 1, executor: Executor | None = None,
+               progress: bool = True) -> list[dict[str, ProxyScore]]:
     """Scores ``[architecture][proxy]`` of many architectures; cached ones are read, the rest computed by
-    ``workers`` processes (1 = in this process) and cached as they arrive."""
+    ``executor`` (default: ``workers`` local processes, 1 = in this process) and cached as they arrive.
+
+    A score whose computation raised is NaN with its ``error`` set (logged, not cached); the others finish."""
     options = options or {}
-    for p in proxies:
-        resolve_options(PROXIES.get(p), options.get(p))  # unknown proxies/options fail before any work
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
+    resolved = {p: resolve_options(PROXIES.get(p), options.get(p)) for p in proxies}  # bad input fails first
     batch = data_id(x, y)
     out: list[dict[str, ProxyScore]] = [{} for _ in genotypes]
-    todo = []
-    for i, g in enumerate(genotypes):
-        for p in proxies:
-            opts = resolve_options(PROXIES.get(p), options.get(p))
-            hit = cache.get(_key(g, p, opts, seed, batch, tuple(x.shape[1:]), net)) if cache else None
-            if hit is not None:
-                out[i][p] = hit
-            else:
-                todo.append((i, g.to_dict(), p, x, y, seed, net, options.get(p), batch))
-    bar = tqdm(total=len(todo), desc="scoring", unit="score", disable=None if progress else True)
-
-    def record(i: int, p: str, score: ProxyScore) -> None:
-        out[i][p] = score
-        if cache is not None:
-            g = genotypes[i]
-            key = _key(g, p, resolve_options(PROXIES.get(p), options.get(p)), seed, batch, tuple(x.shape[1:]), net)
-            cache.put(key, score, {"proxy": p, "arch": arch_key(g)[:200], "seed": seed})
-        bar.update(1)
-
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for args in todo:
-                record(*_score_task(args))
+    keys = {(i, p): _key(g, p, resolved[p], seed, batch, tuple(x.shape[1:]), net)
+            for i, g in enumerate(genotypes) for p in proxies}
+    todo: list[tuple[int, str]] = []
+    for (i, p), key in keys.items():
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            out[i][p] = hit
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for i, p, score in pool.map(_worker, todo, chunksize=1):
-                    record(i, p, score)
+            todo.append((i, p))
+    items = [(genotypes[i].to_dict(), p, seed, net, options.get(p), batch) for i, p in todo]
+    own = executor is None
+    runner = LocalExecutor(workers) if executor is None else executor
+    bar = tqdm(total=len(todo), desc="scoring", unit="score", disable=None if progress else True)
+    try:
+        for n, outcome in runner.as_completed(_score_task, items, shared=(x, y)):
+            i, p = todo[n]
+            out[i][p] = score = _as_score(outcome)
+            if score.error is not None:
+                _log.warning(f"{p} of {arch_key(genotypes[i])[:120]} failed: {score.error}")
+            elif cache is not None:
+                cache.put(keys[i, p], score, {"proxy": p, "arch": arch_key(genotypes[i])[:200], "seed": seed})
+            bar.update(1)
     finally:
         bar.close()
-    return out
+        if own:
+            runner.close()
+    return [{p: row[p] for p in proxies} for row in out]  # the proxies' order, whatever order scores finished in
 
 
 def proxy_batch(data: ImageDataset, n: int, seed: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

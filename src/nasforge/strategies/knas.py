@@ -11,8 +11,11 @@ All architectures are scored on one fixed batch (the first ``proxy_samples`` ima
 batch, augmented as the run's training data is) with networks initialised from the run's seed, as the KNAS
 code scores every architecture once with seed 777 before its 9 repeats; scores are cached on disk
 (:class:`~nasforge.proxies.ScoreCache`), so repeated candidates, re-runs and resumed runs never recompute them.
-With ``workers > 1`` a repeat's candidates are scored up front in parallel processes (single-threaded each, so
-scores may differ from in-process ones in the last bits) and the steps read them from the cache.
+With ``workers > 1`` or ``executor: ray`` a repeat's candidates are scored up front by an executor
+(:mod:`nasforge.parallel`: ``workers`` local processes, or Ray tasks), cached as they finish, and the steps read
+them; workers run with ``threads`` torch threads each (0: cores / workers locally, one per task on Ray), so
+scores may differ from in-process ones in the last bits. A candidate whose scoring fails there gets a NaN score
+(it ranks last) and its error in the log; the others finish.
 
 Not implemented: the code's CIFAR-100 / ImageNet16-120 selection by *training loss* at epoch 20 (our table
 has no losses; selection there uses the 12-epoch validation accuracy instead), and its unseeded sampling.
@@ -31,8 +34,9 @@ import torch
 from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
-from ..proxies import (PROXIES, NetworkSpec, ScoreCache, default_cache_dir, resolve_options, score_architecture,
-                       score_many)
+from ..parallel import EXECUTOR_KINDS, check_executor, make_executor
+from ..proxies import (PROXIES, NetworkSpec, ProxyScore, ScoreCache, default_cache_dir, resolve_options,
+                       score_architecture, score_many)
 from ..proxies.scoring import data_id
 from ..spaces import NB201Arch
 from .base import STRATEGIES, Batch, SearchContext
@@ -52,11 +56,15 @@ class KnasConfig(SampleSelectConfig):
     proxy_options: list[str] = field(default_factory=list)  # e.g. [bn_mode=eval, drop_diagonal=true]
     proxy_samples: int = option(50, ge=1)  # images in the scoring batch (MGM uses its n_samples of them, 50 by default)
     cache_dir: str = ""  # score cache folder ("" = $NASFORGE_CACHE, else ~/.cache/nasforge/scores; "off" = none)
-    # > 1: score a repeat's candidates up front in this many processes (then steps read the cache)
+    # > 1: score a repeat's candidates up front, this many at once (local processes or Ray tasks in flight)
     workers: int = option(1, ge=1)
+    executor: str = option("local", choices=EXECUTOR_KINDS)  # ray: every candidate a Ray task (nasforge[ray])
+    ray_address: str = ""  # Ray cluster to join ("auto", "HOST:6379"; "" = start a local Ray)
+    threads: int = option(0, ge=0)  # torch threads per worker (0 = cores / workers locally, a task's CPUs on Ray)
 
     def validate(self) -> None:
         super().validate()
+        check_executor(self.executor, self.ray_address or None, flag="executor")
         if self.top_k > self.n_samples:
             raise ConfigError(f"top_k={self.top_k} is out of range: must be <= n_samples ({self.n_samples}), the "
                               f"pool it is drawn from (e.g. top_k=40 of n_samples=300)")
@@ -78,6 +86,7 @@ class Knas(SampleSelect):
         self.net_spec = NetworkSpec(context.num_classes, context.in_channels, config.channels, config.cells_per_stage)
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._batch_id = ""
+        self._ahead: list[ProxyScore] = []  # the current repeat's scores, when an executor computed them up front
 
     @property
     def shortlist_size(self) -> int:
@@ -93,16 +102,29 @@ class Knas(SampleSelect):
             self._batch = (x[:n].detach().clone(), y[:n].detach().clone())
             self._batch_id = data_id(*self._batch)
         x, y = self._batch
-        if position == 0 and self.config.workers > 1 and self.cache.path is not None:
-            score_many([NB201Arch.from_index(i).genotype() for i in self._candidates], [self.config.proxy], x, y,
-                       seed=self.base_seed, net=self.net_spec, options={self.config.proxy: self.proxy_options},
-                       cache=self.cache, workers=self.config.workers, progress=False)
-        score = score_architecture(genotype, self.config.proxy, x, y, seed=self.base_seed, net=self.net_spec,
-                                   options=self.proxy_options, cache=self.cache, batch_id=self._batch_id)
+        c = self.config
+        if position == 0:
+            self._ahead = self._score_ahead(x, y) if c.workers > 1 or c.executor == "ray" else []
+        if self._ahead:
+            score = self._ahead[position]
+            if score.error is not None:
+                _log.warning(f"candidate {position} (NB201 #{self._candidates[position]}) failed: {score.error}")
+        else:
+            score = score_architecture(genotype, c.proxy, x, y, seed=self.base_seed, net=self.net_spec,
+                                       options=self.proxy_options, cache=self.cache, batch_id=self._batch_id)
         self._scores.append(score.value)
         self._score_s += score.seconds
         self._hits += int(score.cached)
         return {"score": score.value} if math.isfinite(score.value) else {}
+
+    def _score_ahead(self, x: torch.Tensor, y: torch.Tensor) -> list[ProxyScore]:
+        """The whole repeat's scores through the configured executor (each cached as it finishes)."""
+        c = self.config
+        with make_executor(c.executor, c.workers, c.threads or None, c.ray_address or None) as executor:
+            scores = score_many([NB201Arch.from_index(i).genotype() for i in self._candidates], [c.proxy], x, y,
+                                seed=self.base_seed, net=self.net_spec, options={c.proxy: self.proxy_options},
+                                cache=self.cache, executor=executor, progress=False)
+        return [s[c.proxy] for s in scores]
 
     def shortlist(self) -> list[int]:
         """The ``top_k`` best-scored positions, best first (ties: earlier draw first); NaN scores rank last."""
