@@ -89,9 +89,12 @@ def test_a_failing_candidate_is_reported_and_the_others_finish_locally():
 def test_the_thread_rule_holds_in_every_worker():
     assert default_threads(2, cores=8) == 4 and default_threads(3, cores=2) == 1 and default_threads(1, 16) == 16
     before = torch.get_num_threads()
+    big = torch.ones(2**27)  # 512 MiB in this process: a worker's own peak must not include it
     with LocalExecutor(2) as ex:  # cores / workers, measured by torch inside the worker processes
         out = ex.map(_threads_in_worker, [0, 1, 2])
-    assert [o.value for o in out] == [default_threads(2)] * 3 and {o.worker for o in out} != {os.getpid()}
+    assert [o.value for o in out] == [default_threads(2)] * 3 and os.getpid() not in {o.worker for o in out}
+    assert all(0 < o.peak_rss_mib < 450 for o in out), [o.peak_rss_mib for o in out]
+    del big
     with LocalExecutor(1, threads=2) as ex:  # --threads overrides the rule; in this process, with the caller's
         # own count restored afterwards
         out = ex.map(_threads_in_worker, [0])

@@ -62,6 +62,15 @@ def one_line(exc: BaseException) -> str:
 
 
 def _peak_rss_mib() -> float:
+    """This process's own peak RSS. Linux: ``VmHWM``, since ``ru_maxrss`` survives ``exec`` and so would report
+    the parent's peak at the time it spawned the worker."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 

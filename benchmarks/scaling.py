@@ -1,0 +1,106 @@
+"""Throughput of parallel candidate evaluation for 1, 2, ... executor workers; print one JSON object.
+
+    python benchmarks/scaling.py                                  # local 1 and 2 workers, and Ray if installed
+    python benchmarks/scaling.py --archs 24 --workers 1,2,4 --proxy mgm --samples 50 --no-ray
+
+Scores a fixed set of ``--archs`` NAS-Bench-201 architectures (sampled with ``--seed``; C=``--channels``,
+N=``--cells`` networks) with ``--proxy`` on ``--samples`` random 32×32 images, through each executor in turn:
+``local`` with each ``--workers`` count, then ``ray`` (a local Ray with as many CPUs as workers) with the
+largest count. Every worker runs with the thread rule's ``cores // workers`` torch threads (``--threads``
+overrides it). Per configuration: the executor's start-up (first candidates, one per worker, untimed in the
+rest), wall seconds for the set, candidates/s and images/s, speed-up over one local worker, each worker's peak
+resident memory (MiB) and threads. With one local worker the candidates run in this process, so its peak RSS
+is this process's. Random inputs: the cost does not depend on pixel values. Run it on an otherwise idle
+machine; other processes on the same cores take their share of the throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch  # noqa: E402
+
+from nasforge.parallel import (Executor, available_cores, default_threads, make_executor,  # noqa: E402
+                               ray_installed)
+from nasforge.proxies import NetworkSpec, score_architecture  # noqa: E402
+from nasforge.spaces import NB201Arch, NB201Space  # noqa: E402
+
+
+def _score(job: tuple[int, str, NetworkSpec], batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """One candidate (module level, so executor workers can run it)."""
+    index, proxy, spec = job
+    return score_architecture(NB201Arch.from_index(index).genotype(), proxy, *batch, seed=0, net=spec).value
+
+
+def _measure(executor: Executor, warmup: list[Any], jobs: list[Any], batch: Any, samples: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    executor.map(_score, warmup, shared=batch)  # pays the workers' start-up (and torch's first-call costs)
+    startup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outcomes = executor.map(_score, jobs, shared=batch)
+    wall = time.perf_counter() - t0
+    failed = [o.error for o in outcomes if not o.ok]
+    if failed:
+        raise SystemExit(f"scoring failed: {failed[0]}")
+    per_worker: dict[int, dict[str, float]] = {}
+    for o in outcomes:
+        w = per_worker.setdefault(o.worker, {"candidates": 0, "peak_rss_mib": 0.0, "threads": o.threads})
+        w["candidates"] += 1
+        w["peak_rss_mib"] = max(w["peak_rss_mib"], round(o.peak_rss_mib, 1))
+    return {"startup_s": round(startup, 2), "wall_s": round(wall, 2),
+            "candidates_per_s": round(len(jobs) / wall, 3), "images_per_s": round(len(jobs) * samples / wall, 1),
+            "workers_used": len(per_worker), "per_worker": list(per_worker.values()),
+            "max_worker_peak_rss_mib": max(w["peak_rss_mib"] for w in per_worker.values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", type=int, default=16, help="architectures scored per configuration (default: 16)")
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts (default: 1,2)")
+    ap.add_argument("--threads", type=int, help="torch threads per worker (default: cores // workers)")
+    ap.add_argument("--proxy", default="mgm")
+    ap.add_argument("--samples", type=int, default=50, help="images in the scoring batch (default: 50)")
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--cells", type=int, default=5, help="NB201 cells per stage N (default: 5)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray backend even when Ray is installed")
+    args = ap.parse_args()
+
+    counts = [int(w) for w in args.workers.split(",")]
+    gen = torch.Generator().manual_seed(args.seed)
+    indices = NB201Space().sample_indices(args.archs + max(counts), gen)
+    spec = NetworkSpec(num_classes=10, channels=args.channels, cells=args.cells)
+    jobs = [(i, args.proxy, spec) for i in indices[:args.archs]]
+    warm = [(i, args.proxy, spec) for i in indices[args.archs:]]
+    batch = (torch.randn(args.samples, 3, 32, 32, generator=gen), torch.randint(0, 10, (args.samples,), generator=gen))
+
+    runs = []
+    plan = [("local", w) for w in counts] + ([("ray", max(counts))] if ray_installed() and not args.no_ray else [])
+    for kind, workers in plan:
+        if kind == "ray":
+            import ray
+
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING",
+                     runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}})
+        with make_executor(kind, workers, args.threads) as ex:
+            result = _measure(ex, warm[:workers], jobs, batch, args.samples)
+        threads = args.threads or (default_threads(workers) if kind == "local" else 1)
+        runs.append({"executor": kind, "workers": workers, "threads_per_worker": threads, **result})
+    base = next((r["candidates_per_s"] for r in runs if r["executor"] == "local" and r["workers"] == 1), None)
+    for r in runs:
+        r["speedup_vs_1_local"] = round(r["candidates_per_s"] / base, 2) if base else None
+    print(json.dumps({"benchmark": "scaling", "proxy": args.proxy, "archs": args.archs, "samples": args.samples,
+                      "network": {"channels": args.channels, "cells_per_stage": args.cells}, "cores": available_cores(),
+                      "torch": torch.__version__, "python": platform.python_version(), "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
