@@ -92,6 +92,8 @@ def test_every_search_preset_builds_its_strategy(kind, name):
     strategy = STRATEGIES.get(kind)(cfg.search, ctx)
     stages = getattr(cfg.search, "stage_layers", None)  # P-DARTS: epochs per stage x stages
     expected = len(stages) * cfg.search.epochs_per_stage if stages else getattr(cfg.search, "epochs", None)
+    if getattr(strategy, "reranks", False):  # NAO-V2: the final re-ranking trains top_k candidates in the loop
+        expected += cfg.search.top_k * cfg.search.rerank_epochs
     assert expected is None or strategy.epochs == expected
 
 
