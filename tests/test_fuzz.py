@@ -262,16 +262,21 @@ def test_wrong_types_are_refused_naming_the_field(case):
         _build(method, section, name, value)
 
 
+RANGED = [(m, s, c, n, field_range(c, n)) for m, s, c, n in FIELDS if field_range(c, n) is not None]
+
+
+def _bounds(rng: typing.Any) -> tuple[float | None, float | None]:
+    return (rng.ge if rng.ge is not None else rng.gt), (rng.le if rng.le is not None else rng.lt)
+
+
 @st.composite
 def out_of_range(draw: st.DrawFn) -> tuple:
-    candidates = [(m, s, c, n, field_range(c, n)) for m, s, c, n in FIELDS if field_range(c, n) is not None]
-    method, section, cls, name, rng = draw(st.sampled_from(candidates))
+    method, section, cls, name, rng = draw(st.sampled_from(RANGED))
     tp = typing.get_type_hints(cls)[name]
     if rng.choices is not None:
         value = draw(st.text(max_size=10).filter(lambda v: v not in rng.choices))
     else:
-        low = rng.ge if rng.ge is not None else rng.gt
-        high = rng.le if rng.le is not None else rng.lt
+        low, high = _bounds(rng)
         options = []
         if low is not None:
             below = (low - 1, low) if rng.gt is not None or tp is int else (low - 1, low - 1e-9)
@@ -300,15 +305,13 @@ def test_out_of_range_values_are_refused_naming_the_field(case):
 
 @st.composite
 def in_range(draw: st.DrawFn) -> tuple:
-    candidates = [(m, s, c, n, field_range(c, n)) for m, s, c, n in FIELDS if field_range(c, n) is not None]
-    method, section, cls, name, rng = draw(st.sampled_from(candidates))
+    method, section, cls, name, rng = draw(st.sampled_from(RANGED))
     tp = typing.get_type_hints(cls)[name]
     item = tp if typing.get_origin(tp) is not list else typing.get_args(tp)[0]
     if rng.choices is not None:
         value = draw(st.sampled_from(rng.choices))
     else:
-        low = rng.ge if rng.ge is not None else rng.gt
-        high = rng.le if rng.le is not None else rng.lt
+        low, high = _bounds(rng)
         if item is int:
             lo = int(low) + (1 if rng.gt is not None and low == int(low) else 0) if low is not None else -10**6
             hi = int(high) - (1 if rng.lt is not None and high == int(high) else 0) if high is not None else 10**6

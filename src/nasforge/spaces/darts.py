@@ -78,19 +78,27 @@ class DartsSpace:
         if genotype.sharing != "by_type":
             raise GenotypeError("the DARTS space shares one normal and one reduction cell (sharing 'by_type')")
         for cell in genotype.cells:
-            if cell.n_inputs != self.n_inputs or cell.n_nodes != self.nodes or cell.concat != self.concat:
-                raise GenotypeError(f"{cell.name} cell: has {cell.n_inputs} inputs, {cell.n_nodes} intermediate "
-                                    f"nodes and concat {list(cell.concat)}; this space has {self.n_inputs} inputs, "
-                                    f"{self.nodes} nodes and concat {list(self.concat)}")
-            for e in cell.edges:
-                if e.op not in self.ops or e.op == "none":
-                    raise GenotypeError(f"{cell.name} cell, edge {e.src}->{e.dst}: op {e.op!r} is not in this "
-                                        f"space's ops {list(self.ops)}")
-            for node in cell.nodes:
-                srcs = [e.src for e in cell.inputs_of(node)]
-                if len(srcs) != min(self.inputs_per_node, node) or len(set(srcs)) != len(srcs):
-                    raise GenotypeError(f"{cell.name} cell, node {node}: needs {self.inputs_per_node} inputs from "
-                                        f"distinct nodes, has {srcs}")
+            self.check_cell_frame(cell)
+            self.check_node_inputs(cell)
+
+    def check_cell_frame(self, cell: CellArch) -> None:
+        """The cell's inputs, nodes, concat and ops are this space's (what every DARTS-like space shares)."""
+        if cell.n_inputs != self.n_inputs or cell.n_nodes != self.nodes or cell.concat != self.concat:
+            raise GenotypeError(f"{cell.name} cell: has {cell.n_inputs} inputs, {cell.n_nodes} intermediate "
+                                f"nodes and concat {list(cell.concat)}; this space has {self.n_inputs} inputs, "
+                                f"{self.nodes} nodes and concat {list(self.concat)}")
+        for e in cell.edges:
+            if e.op not in self.ops or e.op == "none":
+                raise GenotypeError(f"{cell.name} cell, edge {e.src}->{e.dst}: op {e.op!r} is not in this "
+                                    f"space's ops {[o for o in self.ops if o != 'none']}")
+
+    def check_node_inputs(self, cell: CellArch) -> None:
+        """The DARTS input policy: ``inputs_per_node`` inputs from distinct nodes."""
+        for node in cell.nodes:
+            srcs = [e.src for e in cell.inputs_of(node)]
+            if len(srcs) != min(self.inputs_per_node, node) or len(set(srcs)) != len(srcs):
+                raise GenotypeError(f"{cell.name} cell, node {node}: needs {self.inputs_per_node} inputs from "
+                                    f"distinct nodes, has {srcs}")
 
 
 def derive_cell(weights: torch.Tensor, space: DartsSpace, reduction: bool, name: str = "cell",

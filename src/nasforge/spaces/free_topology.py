@@ -25,17 +25,12 @@ class FreeTopologySpace(DartsSpace):
         if genotype.sharing != "by_type" or len(genotype.cells) != 2:
             raise GenotypeError("the free-topology DARTS space shares one normal and one reduction cell "
                                 "(sharing 'by_type')")
-        for cell in genotype.cells:
-            if cell.n_inputs != self.n_inputs or cell.n_nodes != self.nodes or cell.concat != self.concat:
-                raise GenotypeError(f"{cell.name} cell: has {cell.n_inputs} inputs, {cell.n_nodes} intermediate "
-                                    f"nodes and concat {list(cell.concat)}; this space has {self.n_inputs} inputs, "
-                                    f"{self.nodes} nodes and concat {list(self.concat)}")
-            for e in cell.edges:
-                if e.op not in self.ops or e.op == "none":
-                    raise GenotypeError(f"{cell.name} cell, edge {e.src}->{e.dst}: op {e.op!r} is not in this "
-                                        f"space's ops {[o for o in self.ops if o != 'none']}")
-            if len(set(cell.edges)) != len(cell.edges):
-                raise GenotypeError(f"{cell.name} cell: an (input, op) pair appears twice on one node")
+        super().validate(genotype)
+
+    def check_node_inputs(self, cell: CellArch) -> None:
+        """Any non-empty set of distinct (source, op) pairs per node (CellArch already forbids empty nodes)."""
+        if len(set(cell.edges)) != len(cell.edges):
+            raise GenotypeError(f"{cell.name} cell: an (input, op) pair appears twice on one node")
 
     def sample(self, generator: torch.Generator) -> Genotype:
         """Each (source, op) pair into each node on with probability 1/2, redrawn until no node is empty."""
