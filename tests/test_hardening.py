@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import nasforge
-from nasforge.errors import CheckpointError, DiskFullError, GenotypeError, RunLockedError
+from nasforge.errors import DiskFullError, GenotypeError, RunLockedError
 from nasforge.genotypes import load_genotype, published, to_darts_text
 from nasforge.run import RunDir
 

@@ -17,7 +17,7 @@ from nasforge.controllers import (ControllerConfig, NAOController, generate, nao
 from nasforge.costs import count_params
 from nasforge.errors import ConfigError, GenotypeError
 from nasforge.genotypes import CellArch, Genotype, load_genotype, published
-from nasforge.genotypes.nao_seq import format_nao_seq, from_nao_seq, parse_nao_seq, to_nao_seq
+from nasforge.genotypes.nao_seq import format_nao_seq, parse_nao_seq, to_nao_seq
 from nasforge.models import build_network
 from nasforge.models.nao import NAONetworkCIFAR, nao_param_count
 from nasforge.proxies.stats import kendall_tau

@@ -8,15 +8,28 @@ import sys
 
 import torch
 
-__all__ = ["peak_memory_mib", "reset_peak_memory"]
+__all__ = ["peak_memory_mib", "peak_rss_mib", "reset_peak_memory"]
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak resident set size. Linux: ``VmHWM``, since ``ru_maxrss`` survives ``exec`` and so
+    reports a spawned worker's parent's peak; elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 def peak_memory_mib(device: torch.device) -> float:
     """Peak CUDA memory allocated on ``device`` since the last reset, else the process's peak RSS so far."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+    return peak_rss_mib()
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -17,11 +17,10 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..genotypes import Genotype
-from ..genotypes.nb201_text import NB201_EDGES, NB201_OPS, nb201_ops_of
+from ..genotypes.nb201_text import NB201_EDGES, nb201_ops_of
 from ..ops import ReLUConvBN, create_op
 
 __all__ = ["ResNetBasicBlock", "NB201Cell", "NB201Body", "NB201Network", "build_nb201_network", "sum_inputs", "N_NODES"]

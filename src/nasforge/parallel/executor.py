@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import abc
 import os
-import resource
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 
 from ..errors import ConfigError
+from ..memory import peak_rss_mib
 
 __all__ = ["Outcome", "Executor", "LocalExecutor", "available_cores", "default_threads", "run_one", "one_line"]
 
@@ -61,20 +60,6 @@ def one_line(exc: BaseException) -> str:
     return msg if len(msg) <= _MAX_MESSAGE else msg[:_MAX_MESSAGE - 1] + "…"
 
 
-def _peak_rss_mib() -> float:
-    """This process's own peak RSS. Linux: ``VmHWM``, since ``ru_maxrss`` survives ``exec`` and so would report
-    the parent's peak at the time it spawned the worker."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**10  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
 def run_one(fn: Callable[..., Any], item: Any, shared: Any, threads: int) -> Outcome:
     """Evaluate one candidate where it runs (a pool process, a Ray task or the caller): set the torch threads,
     call ``fn(item)`` (``fn(item, shared)`` when ``shared`` is not None) and catch what it raises, so a failing
@@ -85,7 +70,7 @@ def run_one(fn: Callable[..., Any], item: Any, shared: Any, threads: int) -> Out
         value, error = (fn(item) if shared is None else fn(item, shared)), None
     except Exception as exc:  # noqa: BLE001 - any candidate failure is reported, not raised
         value, error = None, one_line(exc)
-    return Outcome(value, error, time.perf_counter() - t0, os.getpid(), torch.get_num_threads(), _peak_rss_mib())
+    return Outcome(value, error, time.perf_counter() - t0, os.getpid(), torch.get_num_threads(), peak_rss_mib())
 
 
 def available_cores() -> int:

@@ -6,4 +6,5 @@ from .free_topology import FreeTopologySpace
 from .nao import NAOSpace
 from .nb201 import NB201Arch, NB201Space
 
-__all__ = ["DartsSpace", "derive_cell", "CELL_TYPES", "NB201Space", "NB201Arch", "FreeTopologySpace"]
+__all__ = ["DartsSpace", "derive_cell", "CELL_TYPES", "reduction_positions", "RelaxedSpace", "FreeTopologySpace",
+           "NAOSpace", "NB201Space", "NB201Arch"]

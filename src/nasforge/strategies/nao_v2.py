@@ -25,7 +25,6 @@ The strategy has no supernet the loop could evaluate (a forward needs an archite
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any

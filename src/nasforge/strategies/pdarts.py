@@ -21,10 +21,8 @@ Code vs paper, both offered (``dropout_schedule``):
 from __future__ import annotations
 
 import math
-import resource
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +32,7 @@ from .. import viz
 from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
+from ..memory import peak_memory_mib, peak_rss_mib, reset_peak_memory
 from ..spaces import CELL_TYPES, DartsSpace
 from .base import STRATEGIES, SearchContext
 from .darts import BilevelConfig, Darts
@@ -100,11 +99,6 @@ def cap_skip_connects(space: DartsSpace, weights: dict[str, torch.Tensor], alive
         alive["normal"][weakest, skip_col] = False
 
 
-def _peak_rss_mib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
-
-
 class PDarts(Darts):
     """Progressive DARTS: DARTS's steps, a staged schedule, op pruning between stages and a skip cap."""
 
@@ -143,8 +137,7 @@ class PDarts(Darts):
         net = self.build_supernet(c.stage_layers[stage], c.channels + c.stage_add_width[stage], alive)
         self.use_supernet(net)
         self._stage_t0 = time.perf_counter()
-        if self.context.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.context.device)
+        reset_peak_memory(self.context.device)
 
     @property
     def epochs(self) -> int:
@@ -180,12 +173,12 @@ class PDarts(Darts):
         alive = {k: self.net.alive(k).detach().cpu().clone() for k in self.net.arch_keys()}
         record: dict[str, Any] = {
             "stage": self.stage + 1, "layers": self.net.layers, "ops_per_edge": int(alive["normal"][0].sum()),
-            "wall_s": time.perf_counter() - self._stage_t0, "peak_rss_mib": _peak_rss_mib(),
+            "wall_s": time.perf_counter() - self._stage_t0, "peak_rss_mib": peak_rss_mib(),
             "weights": {k: w.tolist() for k, w in weights.items()},
             "alive": {k: a.tolist() for k, a in alive.items()},
         }
         if self.context.device.type == "cuda":
-            record["peak_cuda_mib"] = torch.cuda.max_memory_allocated(self.context.device) / 2**20
+            record["peak_cuda_mib"] = peak_memory_mib(self.context.device)
         self.stage_history.append(record)
         events = [f"stage {self.stage + 1} done: {record['layers']} cells, {record['ops_per_edge']} ops per edge, "
                   f"{record['wall_s']:.1f} s"]
