@@ -236,7 +236,8 @@ class _RunLock:
     """An exclusive ``flock`` on ``run.lock`` for the life of a run. The file names the holder (PID, host).
 
     The kernel drops the lock when its process dies, so a lock file left by a dead process is simply taken
-    over; a live holder makes the second process stop at once with one line naming it.
+    over; a live holder makes the second process stop at once with one line naming it. ``flock`` is reliable on
+    local file systems; on network file systems (NFS) it may be advisory or local to one host.
     """
 
     def __init__(self, path: Path) -> None:
