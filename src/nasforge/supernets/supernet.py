@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_input
+from ..ops.norm import batch_norm
 from ..ops.primitives import split_final_bn
 from ..spaces import DartsSpace, reduction_positions
 from ..models.heads import AuxiliaryHeadCIFAR
@@ -41,10 +42,7 @@ def _weighted(op: nn.Module, split: tuple | None, x: torch.Tensor, w: torch.Tens
         h = x
         for f in steps:
             h = f(h)
-        if bn.training and bn.track_running_stats:
-            bn.num_batches_tracked.add_(1)
-        return F.batch_norm(h, bn.running_mean, bn.running_var, weight=w.expand(h.shape[1]), bias=None,
-                            training=bn.training or not bn.track_running_stats, momentum=bn.momentum, eps=bn.eps)
+        return batch_norm(bn, h, w.expand(h.shape[1]), None)  # synchronised over ranks when converted
     y = op(x)
     if isinstance(op, Identity) and skip_dropout > 0 and training:
         y = F.dropout(y, skip_dropout)
