@@ -8,6 +8,10 @@
 its number of ops per edge, e.g. 3; which ops survive on each edge is drawn at random with seed 0, `none`
 allowed, as a search could leave them) so that one stage can be timed and its memory measured on its own.
 
+``--profile`` runs one more step under ``torch.profiler`` (CPU) and one under ``FlopCounterMode`` and prints, as
+one JSON object, the time and call count per op type, the step's FLOPs, the achieved GFLOP/s, and this machine's
+measured peak GFLOP/s for a large matmul and for a depthwise 3×3 conv (what the step could reach at best).
+
 Reports the median seconds per iteration over ``--steps`` timed iterations after ``--warmup`` untimed ones,
 images per second, peak resident memory of the process and how much of it the steps added on top of the built
 supernet (``step_rss_mib``: activations and gradients), and peak CUDA memory on a GPU. Random inputs: the
@@ -36,6 +40,55 @@ def peak_rss_mib() -> float:
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
 
 
+def peak_gflops(device: torch.device) -> dict[str, float]:
+    """This machine's reachable GFLOP/s: a 2048² matmul and a depthwise 3×3 conv of DARTS-like size."""
+    def rate(f, flops: float, reps: int = 5) -> float:
+        f()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return round(flops * reps / (time.perf_counter() - t0) / 1e9, 2)
+    a = torch.randn(2048, 2048, device=device)
+    x = torch.randn(64, 64, 32, 32, device=device)
+    w = torch.randn(64, 1, 3, 3, device=device)
+    return {"matmul_2048": rate(lambda: a @ a, 2 * 2048**3),
+            "depthwise3x3_64x64x32x32": rate(lambda: torch.nn.functional.conv2d(x, w, padding=1, groups=64),
+                                              2 * 64 * 64 * 32 * 32 * 9)}
+
+
+def profile_step(strategy, train_b, val_b, step_s: float, top: int, device: torch.device) -> dict:
+    """One step under the profiler (time and calls per op type), one under the FLOP counter."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        strategy.step(train_b, val_b)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total_us = sum(e.self_cpu_time_total for e in events)
+    ops = [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 4), "calls": e.count,
+            "share": round(e.self_cpu_time_total / max(total_us, 1), 3)} for e in events[:top]]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        strategy.step(train_b, val_b)
+    flops = counter.get_total_flops()
+    by_op = sorted(((str(k), v) for k, v in counter.get_flop_counts().get("Global", {}).items()),
+                   key=lambda kv: -kv[1])
+    calls = {e.key: e.count for e in events}
+    # torch's counter charges a grouped (depthwise) conv's backward as if it were dense, so the step's FLOPs are
+    # estimated as 3x the forward-type ops' count (backward ~ 2x forward) and the raw count is shown beside it
+    forward = sum(v for k, v in by_op if "backward" not in k)
+    return {"profile": True, "step_s": round(step_s, 4), "profiled_self_s": round(total_us / 1e6, 4),
+            "kernel_calls": sum(e.count for e in events if e.key.startswith("aten::")),
+            "conv_calls": calls.get("aten::convolution", 0), "top_ops": ops,
+            "gflop_est": round(3 * forward / 1e9, 3), "gflop_counter_raw": round(flops / 1e9, 3),
+            "flops_by_op_gflop": {k: round(v / 1e9, 3) for k, v in by_op},
+            "achieved_gflops": round(3 * forward / step_s / 1e9, 2), "peak_gflops": peak_gflops(device),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="darts")
@@ -48,6 +101,8 @@ def main() -> None:
     p.add_argument("--order", default="first", choices=["first", "second"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--profile", action="store_true", help="per-op-type time, FLOPs and achieved GFLOP/s (JSON)")
+    p.add_argument("--top", type=int, default=20, help="--profile: op types to list")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra search.* config fields, e.g. --set search.nodes=3")
     args = p.parse_args()
@@ -107,9 +162,13 @@ def main() -> None:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     s = statistics.median(times)
+    if args.profile:
+        print(json.dumps(profile_step(strategy, train_b, val_b, s, args.top, device)))
+        return
     out = {"method": args.method, "stage": args.stage, "order": args.order, "width": args.width, "cells": cells,
            "ops_per_edge": int(strategy.net.alive("normal").sum(1).float().mean()),
            "checkpoint_edges": bool(getattr(cfg, "checkpoint_edges", False)),
+           "fused": bool(getattr(cfg, "fused", False)),
            "batch": args.batch, "steps": args.steps, "device": str(device), "threads": torch.get_num_threads(),
            "s_per_iter": round(s, 4), "s_per_iter_min": round(min(times), 4),
            "images_per_s": round(args.batch / s, 1), "peak_rss_mib": round(peak_rss_mib(), 1),

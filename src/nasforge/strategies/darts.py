@@ -57,6 +57,7 @@ class BilevelConfig:
     arch_grad_clip: float = option(0.0, ge=0)  # 0 = off, as in DARTS (P-DARTS clips to 5)
     warmup_epochs: int = option(0, ge=0)  # weight-only epochs before architecture updates start
     checkpoint_edges: bool = True  # recompute edge activations in backward: ~2x less peak memory, ~1/3 more time
+    fused: bool = True  # all edges leaving a node computed together (docs/performance.md); same results
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Darts(Strategy):
         net = SuperNet(self.space, channels or c.channels, ctx.num_classes, layers, in_channels=ctx.in_channels,
                        weighting=c.weighting, alive=alive, generator=ctx.generator)
         net.set_checkpoint_edges(c.checkpoint_edges)
+        net.set_fused(c.fused)
         return net
 
     def use_supernet(self, net: nn.Module) -> None:

@@ -27,9 +27,14 @@ from ..ops.primitives import split_final_bn
 from ..spaces import DartsSpace, reduction_positions
 from ..models.heads import AuxiliaryHeadCIFAR
 from .arch import ArchParametersMixin
+from .fused import fused_available, fused_source_forward
 from .weighting import WEIGHTINGS
 
-__all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions"]
+__all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions", "RECOMPUTE_MODES"]
+
+#: How a search cell trades compute for memory in training: "edges" keeps only each edge's (plain path) or each
+#: source node's (fused path) inputs and outputs and recomputes the rest in backward; "none" keeps everything.
+RECOMPUTE_MODES = ("edges", "none")
 
 
 def _weighted(op: nn.Module, split: tuple | None, x: torch.Tensor, w: torch.Tensor, skip_dropout: float,
@@ -88,9 +93,10 @@ class MixedEdge(nn.Module):
 
 
 @contextlib.contextmanager
-def _frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+def _frozen_bn_stats(module: nn.Module | Sequence[nn.Module]) -> Iterator[None]:
     """While an edge is recomputed for backward, its BNs must not update their running statistics again."""
-    bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    modules = [module] if isinstance(module, nn.Module) else list(module)
+    bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.BatchNorm2d)]
     momenta = [bn.momentum for bn in bns]
     counts = [None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone() for bn in bns]
     for bn in bns:
@@ -119,7 +125,21 @@ class SearchCell(nn.Module):
             MixedEdge(space.ops, alive[i].tolist(), channels, 2 if reduction and src < space.n_inputs else 1)
             for i, (src, _) in enumerate(space.edges))
         self.multiplier = space.nodes
-        self.checkpoint_edges = False
+        self.recompute = "none"  # see RECOMPUTE_MODES
+        self.fused = False  # compute all edges leaving a node together (supernets/fused.py)
+        n_in = space.n_inputs
+        self._out_edges: list[list[int]] = [[] for _ in range(n_in + space.nodes)]
+        for e, (src, _) in enumerate(space.edges):
+            self._out_edges[src].append(e)
+        self._edge_node = [dst - n_in for _, dst in space.edges]
+
+    @property
+    def checkpoint_edges(self) -> bool:
+        return self.recompute != "none"
+
+    @checkpoint_edges.setter
+    def checkpoint_edges(self, on: bool) -> None:
+        self.recompute = "edges" if on else "none"
 
     @staticmethod
     def _checkpointed(edge: "MixedEdge", x: torch.Tensor, x_relu: torch.Tensor, w: torch.Tensor
@@ -129,6 +149,50 @@ class SearchCell(nn.Module):
             return None
         return checkpoint(lambda a, b, c: edge(a, lambda: b, c), x, x_relu, w, use_reentrant=False,
                           context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(edge)))
+
+    def _zero_node(self, states: list[torch.Tensor]) -> torch.Tensor:
+        ref = states[-1] if not self.reduction else states[0][:, :, ::2, ::2]
+        return torch.zeros_like(ref)
+
+    def _source_block(self, src: int, x: torch.Tensor, x_relu: Callable[[], torch.Tensor], weights: torch.Tensor
+                      ) -> list[torch.Tensor | None]:
+        out = self._out_edges[src]
+        edges = [self.edges[e] for e in out]
+        rows = weights[out[0]:out[-1] + 1] if out == list(range(out[0], out[-1] + 1)) else weights[out]
+        if self.recompute == "edges" and self.training and torch.is_grad_enabled():
+            if not any(edge.columns for edge in edges):
+                return [None] * len(edges)
+
+            def block(a: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor | None]:
+                cache: list[torch.Tensor] = []
+
+                def relu() -> torch.Tensor:
+                    if not cache:
+                        cache.append(F.relu(a))
+                    return cache[0]
+                return fused_source_forward(a, relu, edges, w, self.training, _weighted)
+            return checkpoint(block, x, rows, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(edges)))
+        return fused_source_forward(x, x_relu, edges, rows, self.training, _weighted)
+
+    def _forward_fused(self, states: list[torch.Tensor], relu_of: Callable[[int], Callable[[], torch.Tensor]],
+                       weights: torch.Tensor) -> torch.Tensor:
+        """Push order: once a node is complete, all its outgoing edges are computed together and added into
+        their target nodes (same sums, same order of terms per node as the pull order)."""
+        n_in = self.space.n_inputs
+        acc: list[torch.Tensor | None] = [None] * self.space.nodes
+        for src in range(n_in + self.space.nodes):
+            if src >= n_in:
+                node = acc[src - n_in]
+                states.append(node if node is not None else self._zero_node(states))
+            if not self._out_edges[src]:
+                continue
+            ys = self._source_block(src, states[src], relu_of(src), weights)
+            for e, y in zip(self._out_edges[src], ys):
+                if y is not None:
+                    j = self._edge_node[e]
+                    acc[j] = y if acc[j] is None else acc[j] + y
+        return torch.cat(states[n_in:], dim=1)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
@@ -141,6 +205,8 @@ class SearchCell(nn.Module):
                 return relu_cache[i]
             return get
 
+        if self.fused and fused_available():
+            return self._forward_fused(states, relu_of, weights)
         e = 0
         for j in range(self.space.nodes):
             node: torch.Tensor | None = None
@@ -153,8 +219,7 @@ class SearchCell(nn.Module):
                 if y is not None:
                     node = y if node is None else node + y
             if node is None:  # every op into this node was `none` or removed: the node is zero
-                ref = states[-1] if not self.reduction else states[0][:, :, ::2, ::2]
-                node = torch.zeros_like(ref)
+                node = self._zero_node(states)
             states.append(node)
         return torch.cat(states[self.space.n_inputs:], dim=1)
 
@@ -230,6 +295,20 @@ class SuperNet(ArchParametersMixin, nn.Module):
         same RNG state and leaves BN running statistics alone."""
         for cell in self.cells:
             cell.checkpoint_edges = on
+
+    def set_recompute(self, mode: str) -> None:
+        """``"edges"``: recompute inside each edge (plain path) or each source node's block (fused path) in
+        backward; ``"none"``: keep every activation (fastest, most memory)."""
+        if mode not in RECOMPUTE_MODES:
+            raise ValueError(f"recompute mode must be one of {RECOMPUTE_MODES}, got {mode!r}")
+        for cell in self.cells:
+            cell.recompute = mode
+
+    def set_fused(self, on: bool) -> None:
+        """Compute all edges leaving a node together (``supernets/fused.py``): same results within float
+        tolerance, far fewer kernel calls."""
+        for cell in self.cells:
+            cell.fused = on
 
     def set_skip_dropout(self, p: float) -> None:
         for cell in self.cells:

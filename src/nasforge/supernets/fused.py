@@ -1,0 +1,356 @@
+"""The fused forward of one source node of a DARTS-style search cell (issue 13).
+
+A search cell's cost is thousands of tiny convolutions, most of them on the same input: every edge leaving a
+node applies the same kinds of op to the same tensor. Here the cell is run source node by source node ("push"
+order): once a node's state is complete, the contributions of *all* its outgoing edges are computed together
+and handed back, one per edge, for the caller to add into the target nodes.
+
+For one source with E outgoing edges:
+
+* ReLU once (as the plain path does).
+* The first depthwise stage of each conv kind (sep/dil, each kernel and dilation) for all edges in one call:
+  a depthwise conv with channel multiplier over the shared input.
+* Every pointwise 1×1 of the group (sep stage 1 and 2, dil) as one batched matmul (``einsum``) instead of one
+  convolution per op: at DARTS widths the pointwise convs are per-call-overhead bound.
+* The intermediate non-affine BNs of all sep convs as one ``F.batch_norm`` over the concatenated channels (a
+  non-affine BN is per channel, so this is exact); the final BNs of every conv op and FactorizedReduce as one
+  more, with the op weights folded in as the per-channel scale (as ``_weighted`` does). Running statistics are
+  gathered from each op's own BN buffers and scattered back, so each op's BN sees exactly its own update.
+* Pools once per source (each kind): in training mode every edge's pool BN normalises the same pooled tensor
+  with the same batch statistics, so its output is computed once and weighted per edge; each edge's BN running
+  statistics are still updated as its own BN would.
+* FactorizedReduce (the stride-2 skip): the E edges' ``conv_1``s are one conv, their ``conv_2``s another.
+* Identity: ``w_e · x`` (P-DARTS skip dropout applied per edge, after identity).
+* Any other op (``conv_7x1_1x7``, NB201 convs, affine BNs, ...) runs through the plain per-op path.
+* In a multi-process (data-parallel) run the cells use the plain path: its BNs synchronise their batch
+  statistics over the ranks (``ops.norm``), the grouped BNs here do not.
+
+The per-op ``nn.Module`` parameters stay the source of truth: grouped weights are built by ``torch.cat`` /
+``torch.stack`` of the existing parameters in every forward, so optimizers, ``remove_op``, alive masks and
+checkpoints are unchanged. The floating-point order differs from the plain path (sums over ops, BN reductions
+over more channels), so results agree within float tolerance, not bit for bit (``tests/test_fastpath.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+
+from ..ops import FactorizedReduce, Identity
+from ..ops.primitives import DilConv, Pool, SepConv
+
+__all__ = ["fused_source_forward", "op_kind", "fused_available"]
+
+_UNSET = object()
+
+
+def fused_available() -> bool:
+    """False in a multi-process run: BN statistics are then synchronised over the ranks op by op
+    (``ops.norm.batch_norm``), which the grouped BNs here do not do; cells use the plain path there."""
+    return not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+
+
+def _plain_bn(bn: nn.Module) -> bool:
+    return isinstance(bn, nn.BatchNorm2d) and not bn.affine and bn.momentum is not None
+
+
+def _dw(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels == conv.out_channels
+            and conv.bias is None and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple))
+
+
+def _pw(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.groups == 1 and conv.bias is None and conv.padding == (0, 0)
+            and conv.in_channels == conv.out_channels)
+
+
+def _dil_stage(block: nn.Module, with_relu: bool) -> tuple | None:
+    """(dw, pw, bn) of a ``DilConv`` built without (stage 1) or with (sep stage 2) its leading ReLU."""
+    if not isinstance(block, DilConv):
+        return None
+    mods = list(block)
+    if with_relu:
+        if len(mods) != 4 or not isinstance(mods[0], nn.ReLU):
+            return None
+        mods = mods[1:]
+    elif len(mods) != 3:
+        return None
+    dw, pw, bn = mods
+    if not (_dw(dw) and _pw(pw) and _plain_bn(bn)):
+        return None
+    return dw, pw, bn
+
+
+def _geometry(dw: nn.Conv2d) -> tuple:
+    return (dw.kernel_size, dw.stride, dw.padding, dw.dilation)
+
+
+def _classify(op: nn.Module) -> tuple | None:
+    if isinstance(op, Identity):
+        return ("skip",)
+    if isinstance(op, SepConv) and getattr(op, "wants_relu_input", False) and len(op) == 2:
+        s1, s2 = _dil_stage(op[0], False), _dil_stage(op[1], True)
+        if s1 is None or s2 is None or s2[0].stride != (1, 1):
+            return None
+        return ("conv", _geometry(s1[0]), _geometry(s2[0]))
+    if isinstance(op, DilConv) and getattr(op, "wants_relu_input", False):
+        s1 = _dil_stage(op, False)
+        return None if s1 is None else ("conv", _geometry(s1[0]), None)
+    if isinstance(op, Pool) and op.bn is not None and _plain_bn(op.bn):
+        p = op.pool
+        if isinstance(p, nn.MaxPool2d) and not p.ceil_mode and p.dilation == 1 and not p.return_indices:
+            return ("pool", "max", p.kernel_size, p.stride, p.padding)
+        if isinstance(p, nn.AvgPool2d) and not p.ceil_mode and p.divisor_override is None:
+            return ("pool", "avg", p.kernel_size, p.stride, p.padding, p.count_include_pad)
+        return None
+    if (isinstance(op, FactorizedReduce) and isinstance(op.relu, nn.Identity) and _plain_bn(op.bn)
+            and op.conv_1.bias is None and op.conv_2.bias is None):
+        return ("fr",)
+    return None
+
+
+def op_kind(op: nn.Module) -> tuple | None:
+    """How the fused path computes ``op`` (None: through the plain per-op path). Cached on the op."""
+    kind = op.__dict__.get("_fused_kind", _UNSET)
+    if kind is _UNSET:
+        kind = _classify(op)
+        op.__dict__["_fused_kind"] = kind
+    return kind
+
+
+def _stages(op: nn.Module) -> list[tuple]:
+    if isinstance(op, SepConv):
+        return [_dil_stage(op[0], False), _dil_stage(op[1], True)]
+    return [_dil_stage(op, False)]
+
+
+def _conv_args(geometry: tuple) -> dict:
+    k, s, p, d = geometry
+    return {"stride": s, "padding": p, "dilation": d}
+
+
+def _batch_norm(h: torch.Tensor, bns: Sequence[nn.BatchNorm2d], weight: torch.Tensor | None) -> torch.Tensor:
+    """One ``F.batch_norm`` over channels concatenated from ``bns`` (non-affine, so exact per channel); each
+    BN's running statistics are gathered, updated as that BN would, and written back."""
+    bn0 = bns[0]
+    momentum, eps, training, track = bn0.momentum, bn0.eps, bn0.training, bn0.track_running_stats
+    for bn in bns:
+        if (bn.momentum, bn.eps, bn.training, bn.track_running_stats) != (momentum, eps, training, track):
+            raise RuntimeError("fused BN group mixes momentum/eps/mode; use the plain path (search.fused=false)")
+    if track:
+        rm = torch.cat([bn.running_mean for bn in bns])
+        rv = torch.cat([bn.running_var for bn in bns])
+    else:
+        rm = rv = None
+    out = F.batch_norm(h, rm, rv, weight=weight, bias=None, training=training or not track, momentum=momentum,
+                       eps=eps)
+    if training and track:
+        with torch.no_grad():
+            if momentum != 0:
+                sizes = [bn.num_features for bn in bns]
+                torch._foreach_copy_([bn.running_mean for bn in bns], list(rm.split(sizes)))
+                torch._foreach_copy_([bn.running_var for bn in bns], list(rv.split(sizes)))
+            torch._foreach_add_([bn.num_batches_tracked for bn in bns], 1)
+    return out
+
+
+def _pool_bn(p: torch.Tensor, bns: Sequence[nn.BatchNorm2d], w: torch.Tensor) -> torch.Tensor:
+    """``[N, S, C, H, W]``: slot s = w[s] · bns[s](p), with each BN's running stats updated as its own."""
+    bn0 = bns[0]
+    if not (bn0.training or not bn0.track_running_stats):  # eval: per-edge running statistics
+        out = [F.batch_norm(p, bn.running_mean, bn.running_var, weight=w[s].expand(p.shape[1]), training=False,
+                            eps=bn.eps) for s, bn in enumerate(bns)]
+        return torch.stack(out, 1)
+    for bn in bns:
+        if (bn.momentum, bn.eps, bn.training, bn.track_running_stats) != (
+                bn0.momentum, bn0.eps, bn0.training, bn0.track_running_stats):
+            raise RuntimeError("fused pool BNs mix momentum/eps/mode; use the plain path (search.fused=false)")
+    track, momentum = bn0.track_running_stats, bn0.momentum
+    if track:  # the same calls when recomputed for backward (momentum 0), so checkpointing sees the same graph
+        mean = torch.zeros(p.shape[1], dtype=bn0.running_mean.dtype, device=p.device)
+        var = torch.ones(p.shape[1], dtype=bn0.running_var.dtype, device=p.device)
+        n = F.batch_norm(p, mean, var, training=True, momentum=1.0, eps=bn0.eps)  # mean/var := batch stats
+        if momentum != 0:
+            with torch.no_grad():
+                torch._foreach_lerp_([bn.running_mean for bn in bns], [mean] * len(bns), momentum)
+                torch._foreach_lerp_([bn.running_var for bn in bns], [var] * len(bns), momentum)
+    else:
+        n = F.batch_norm(p, None, None, training=True, eps=bn0.eps)
+    if track:
+        with torch.no_grad():
+            torch._foreach_add_([bn.num_batches_tracked for bn in bns], 1)
+    return n.unsqueeze(1) * w.view(1, -1, 1, 1, 1).to(n.dtype)
+
+
+def _pool(x: torch.Tensor, kind: tuple) -> torch.Tensor:
+    if kind[1] == "max":
+        _, _, k, s, pad = kind
+        return F.max_pool2d(x, k, s, pad)
+    _, _, k, s, pad, include = kind
+    return F.avg_pool2d(x, k, s, pad, count_include_pad=include)
+
+
+def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+    """``h``: ``[N, G, C, P]``; slot g through its own C×C 1×1 conv, as one batched matmul."""
+    w = torch.stack([v.view(v.shape[0], v.shape[1]) for v in weights])  # [G, C_out, C_in]
+    return torch.matmul(w.to(h.dtype), h)
+
+
+def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], edges: Sequence[nn.Module],
+                         rows: torch.Tensor, training: bool,
+                         fallback: Callable[..., torch.Tensor]) -> list[torch.Tensor | None]:
+    """Contributions ``Σ_k w_k · op_k(x)`` of every edge in ``edges`` (all leaving the same source ``x``, with
+    the same stride); ``rows[i]`` is edge i's op-weight row. None for an edge without ops. ``fallback(op,
+    split, input, w, skip_dropout, training)`` computes an op the fused path does not know."""
+    n_edges = len(edges)
+    convs: dict[tuple, list] = {}  # stage-1 geometry -> [(slot edge, col, op, stage-2 geometry)]
+    pools: dict[tuple, list] = {}
+    skips: list[tuple[int, int]] = []
+    frs: list[tuple[int, int, nn.Module]] = []
+    extra: list[torch.Tensor | None] = [None] * n_edges
+    has_any = [False] * n_edges
+    for e, edge in enumerate(edges):
+        for col, op, split in zip(edge.columns, edge.ops, edge._splits):
+            has_any[e] = True
+            kind = op_kind(op)
+            if kind is None:
+                y = fallback(op, split, x_relu() if getattr(op, "wants_relu_input", False) else x, rows[e, col],
+                             edge.skip_dropout, training)
+                extra[e] = y if extra[e] is None else extra[e] + y
+            elif kind[0] == "conv":
+                convs.setdefault(kind[1], []).append((e, col, op, kind[2]))
+            elif kind[0] == "pool":
+                pools.setdefault(kind, []).append((e, col, op))
+            elif kind[0] == "skip":
+                skips.append((e, col))
+            else:
+                frs.append((e, col, op))
+    if not any(has_any):
+        return [None] * n_edges
+
+    parts: list[torch.Tensor] = []  # [N, S_i, C, H', W'] slot tensors, already weighted
+    slot_edges: list[int] = []
+    final_pre: list[torch.Tensor] = []  # pre-final-BN tensors [N, S_i, C, H', W'] of conv and FR slots
+    final_bns: list[nn.BatchNorm2d] = []
+    final_w: list[tuple[int, int]] = []
+
+    if convs:
+        r = x_relu()
+        n, c = r.shape[:2]
+        # stage 1: one depthwise call per geometry for all its slots (channel multiplier over the shared input)
+        sep_slots: list[tuple] = []  # (edge, col, op, geometry2) in stage-1 output order: seps first, then dils
+        dil_slots: list[tuple] = []
+        outs_sep, outs_dil = [], []
+        for geometry, slots in convs.items():
+            dws = [_stages(op)[0][0] for _, _, op, _ in slots]
+            s = len(slots)
+            w = torch.stack([d.weight for d in dws], 1).reshape(c * s, 1, *dws[0].kernel_size).to(r.dtype)
+            d = F.conv2d(r, w, groups=c, **_conv_args(geometry))  # channel c*s + slot
+            h, wd = d.shape[-2:]
+            d = d.view(n, c, s, h, wd)
+            seps = [i for i, sl in enumerate(slots) if sl[3] is not None]
+            dils = [i for i, sl in enumerate(slots) if sl[3] is None]
+            for idx, dest, outs in ((seps, sep_slots, outs_sep), (dils, dil_slots, outs_dil)):
+                if idx:
+                    dest.extend(slots[i] for i in idx)
+                    outs.append(d if len(idx) == s else d[:, :, idx])
+        d_all = torch.cat(outs_sep + outs_dil, 2) if len(outs_sep) + len(outs_dil) > 1 else (outs_sep + outs_dil)[0]
+        all_slots = sep_slots + dil_slots
+        g = len(all_slots)
+        d_all = d_all.reshape(n, c, g, h * wd).transpose(1, 2)  # [N, G, C, P]
+        n_sep = len(sep_slots)
+        # sep and dil pointwise apart: a BN saving a slice of a shared output would keep all of it alive
+        d_sep, d_dil = d_all.split([n_sep, g - n_sep], 1)
+        if n_sep:
+            p1 = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in sep_slots], d_sep)
+            mid = p1.view(n, n_sep * c, h, wd)
+            mid = F.relu(_batch_norm(mid, [_stages(op)[0][2] for _, _, op, _ in sep_slots], None))
+            # stage 2: one depthwise call per stage-2 geometry (grouped over the slots' channels)
+            by_geo: dict[tuple, list[int]] = {}
+            for i, sl in enumerate(sep_slots):
+                by_geo.setdefault(sl[3], []).append(i)
+            order: list[int] = []
+            outs2 = []
+            runs = list(by_geo.values())
+            if [i for idx in runs for i in idx] == list(range(n_sep)):  # each geometry a run of slots: split
+                srcs = list(mid.split([len(idx) * c for idx in runs], 1))
+            else:
+                srcs = [mid.view(n, n_sep, c, h, wd)[:, idx].reshape(n, len(idx) * c, h, wd) for idx in runs]
+            for (geometry, idx), src in zip(by_geo.items(), srcs):
+                dws = [_stages(sep_slots[i][2])[1][0] for i in idx]
+                w = torch.cat([dw.weight for dw in dws]).to(mid.dtype)
+                outs2.append(F.conv2d(src, w, groups=len(idx) * c, **_conv_args(geometry)))
+                order.extend(idx)
+            d2 = torch.cat(outs2, 1) if len(outs2) > 1 else outs2[0]
+            sep_slots = [sep_slots[i] for i in order]
+            d2 = d2.view(n, n_sep, c, h * wd)
+            p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2)
+            final_pre.append(p2.view(n, n_sep, c, h, wd))
+            final_bns += [_stages(op)[1][2] for _, _, op, _ in sep_slots]
+            final_w += [(e, col) for e, col, _, _ in sep_slots]
+        if dil_slots:
+            p1 = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in dil_slots], d_dil)
+            final_pre.append(p1.view(n, g - n_sep, c, h, wd))
+            final_bns += [_stages(op)[0][2] for _, _, op, _ in dil_slots]
+            final_w += [(e, col) for e, col, _, _ in dil_slots]
+    if frs:
+        r = x_relu()
+        shifted = r[:, :, 1:, 1:]
+        if r.shape[-1] % 2:
+            shifted = F.pad(shifted, (0, 1, 0, 1))
+        ops = [op for _, _, op in frs]
+        a = F.conv2d(r, torch.cat([op.conv_1.weight for op in ops]).to(r.dtype), stride=2)
+        b = F.conv2d(shifted, torch.cat([op.conv_2.weight for op in ops]).to(r.dtype), stride=2)
+        n, half, h2, w2 = a.shape[0], ops[0].conv_1.out_channels, a.shape[-2], a.shape[-1]
+        s = len(ops)
+        pre = torch.stack([a.view(n, s, half, h2, w2), b.view(n, s, half, h2, w2)], 2)  # [N, S, 2, C/2, H, W]
+        final_pre.append(pre.view(n, s, 2 * half, h2, w2))
+        final_bns += [op.bn for op in ops]
+        final_w += [(e, col) for e, col, _ in frs]
+    if final_pre:
+        pre = torch.cat(final_pre, 1) if len(final_pre) > 1 else final_pre[0]
+        n, s, c, h, wd = pre.shape
+        e_idx = torch.tensor([e for e, _ in final_w], device=rows.device)
+        c_idx = torch.tensor([col for _, col in final_w], device=rows.device)
+        w = rows[e_idx, c_idx]
+        out = _batch_norm(pre.view(n, s * c, h, wd), final_bns, w.repeat_interleave(c).to(pre.dtype))
+        parts.append(out.view(n, s, c, h, wd))
+        slot_edges += [e for e, _ in final_w]
+    for kind, slots in pools.items():
+        p = _pool(x, kind)
+        e_idx = torch.tensor([e for e, _, _ in slots], device=rows.device)
+        c_idx = torch.tensor([col for _, col, _ in slots], device=rows.device)
+        parts.append(_pool_bn(p, [op.bn for _, _, op in slots], rows[e_idx, c_idx]))
+        slot_edges += [e for e, _, _ in slots]
+    if skips:
+        e_idx = torch.tensor([e for e, _ in skips], device=rows.device)
+        c_idx = torch.tensor([col for _, col in skips], device=rows.device)
+        term = x.unsqueeze(1) * rows[e_idx, c_idx].view(1, -1, 1, 1, 1).to(x.dtype)
+        rates = [edges[e].skip_dropout for e, _ in skips]
+        if training and any(rate > 0 for rate in rates):
+            if len(set(rates)) == 1:
+                term = F.dropout(term, rates[0])
+            else:
+                term = torch.stack([F.dropout(term[:, i], rate) if rate > 0 else term[:, i]
+                                    for i, rate in enumerate(rates)], 1)
+        parts.append(term)
+        slot_edges += [e for e, _ in skips]
+
+    # per edge, the sum over its slots; unbind (whose backward is one stack) rather than slicing, whose backward
+    # would zero-fill a full-size gradient per slice
+    results: list[torch.Tensor | None] = [None] * n_edges
+    i = 0
+    for part in parts:
+        for y in part.unbind(1):
+            e = slot_edges[i]
+            results[e] = y if results[e] is None else results[e] + y
+            i += 1
+    for e in range(n_edges):
+        if extra[e] is not None:
+            results[e] = extra[e] if results[e] is None else results[e] + extra[e]
+    return results
