@@ -27,7 +27,8 @@ from .genotypes import Genotype, load_genotype, save_genotype
 from .models import build_network
 from .report import write_search_report, write_train_report
 from .interrupts import Interrupted, interruptible
-from .run import RunDir, environment_info
+from .parallel import distributed as ddp
+from .run import FollowerRun, RunDir, environment_info
 from .search import run_search
 from .strategies import STRATEGIES, SearchContext
 from .training.trainer import epoch_lr, train_network
@@ -46,6 +47,8 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Genotype] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: per epoch, the op weights of every cell key (``[edges][ops]``), as ``arch_weights.png`` draws them
+    arch_history: list[dict[str, list[list[float]]]] = field(default_factory=list)
 
 
 def _merge_cli(overrides: Mapping[str, Any] | Sequence[str] | None, **flags: Any) -> dict[str, Any]:
@@ -105,9 +108,38 @@ def _seeded(seed: int, deterministic: bool, device: torch.device) -> Iterator[No
 
 
 @contextlib.contextmanager
+def _distributed(device: torch.device, threads: int | None) -> Iterator[tuple[ddp.DistContext, torch.device]]:
+    """Join the torchrun job this process belongs to, if any, for the life of one run: this rank's context and
+    device (``cuda`` becomes ``cuda:LOCAL_RANK``). Ranks other than 0 keep quiet: rank 0 speaks for the job."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    ctx, device, owned = ddp.setup(device, threads)
+    if threads and not ddp.launched_by_torchrun():
+        torch.set_num_threads(threads)
+    level = _log.level
+    if not ctx.is_main:
+        _log.setLevel(logging.ERROR)
+    try:
+        yield ctx, device
+    finally:
+        _log.setLevel(level)
+        ddp.teardown(owned)
+
+
+def _check_out(out: Path, resume: bool, ctx: ddp.DistContext) -> None:
+    if ctx.is_main:
+        RunDir.check(out, resume)
+
+
+@contextlib.contextmanager
 def _run_folder(out: Path, kind: str, resume: bool) -> Iterator[RunDir]:
     """The run folder for the life of a run: locked, interruptible by SIGINT/SIGTERM (between writes), and
-    removed again when a fresh run fails before its first checkpoint (nothing to resume, nothing left behind)."""
+    removed again when a fresh run fails before its first checkpoint (nothing to resume, nothing left behind).
+    Under torchrun only rank 0 owns the folder; the other ranks get a :class:`FollowerRun` that writes nothing."""
+    if not ddp.current().is_main:
+        with interruptible():
+            yield FollowerRun(out, kind, resume)  # type: ignore[misc]
+        return
     run = RunDir(out, kind, resume=resume)
     try:
         with interruptible():
@@ -152,8 +184,12 @@ def _default_out(kind: str, name: str, dataset: str) -> Path:
 def search(method: str = "darts", dataset: str | None = None, preset: str = "tiny", out: str | Path | None = None,
            seed: int | None = None, device: str = "cpu", resume: bool = False,
            overrides: Mapping[str, Any] | Sequence[str] | None = None, data_dir: str | None = None,
-           progress: bool = True) -> SearchResult:
-    """Run a search and write its run folder (see :mod:`nasforge.run`). Returns the derived genotype."""
+           progress: bool = True, threads: int | None = None) -> SearchResult:
+    """Run a search and write its run folder (see :mod:`nasforge.run`). Returns the derived genotype.
+
+    Started by ``torchrun`` (or inside a process group you initialised), the search runs data-parallel: see
+    :mod:`nasforge.parallel.distributed`. ``threads``: torch threads of this process (default: torch's own, or
+    cores / processes per node under torchrun)."""
     strategy_cls = STRATEGIES.get(method)
     cfg = resolve_config(method, preset, strategy_cls.Config, overrides, method=method, **{
         "data.dataset": dataset, "seed": seed, "device": device, "data.data_dir": data_dir,
@@ -163,9 +199,18 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
     if resume and out is None:
         raise ConfigError("--resume needs --out pointing at the folder of the run to continue")
     out = Path(out) if out is not None else _default_out("search", method, cfg.data.dataset)
-    RunDir.check(out, resume)
-    dev = _device(cfg.device)
-    data = load_data(cfg, dev, progress)
+    with _distributed(_device(cfg.device), threads) as (dctx, dev):
+        _check_out(out, resume, dctx)
+        if dctx.active and not strategy_cls.data_parallel:
+            raise ConfigError(f"{method} does not train one supernet, so torchrun cannot split it across processes; "
+                              f"run it as one process (its candidates are evaluated in parallel with "
+                              f"--set search.workers=N or search.executor=ray where it supports them)")
+        return _search(strategy_cls, method, preset, cfg, out, dev, resume, progress, dctx)
+
+
+def _search(strategy_cls: type, method: str, preset: str, cfg: RunConfig, out: Path, dev: torch.device,
+            resume: bool, progress: bool, dctx: ddp.DistContext) -> SearchResult:
+    data = load_data(cfg, dev, progress and dctx.is_main)
     ctx = SearchContext(num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size,
                         steps_per_epoch=0, device=dev, generator=torch.Generator().manual_seed(cfg.seed))
     with _seeded(cfg.seed, cfg.deterministic, dev):
@@ -181,14 +226,18 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
         with _run_folder(out, "search", resume) as run:
             run.write_config(run_dict(cfg, "search"), environment_info(str(dev)))
             outcome = run_search(strategy, data, cfg, run)
-            save_genotype(outcome.genotype, run.path / "genotype.json")
-            for name, g in outcome.extra.items():
-                save_genotype(g, run.path / "genotypes" / f"{name}.json")
-            if strategy.results():
-                run.write_json("result.json", strategy.results())
-            write_search_report(run.path, cfg, outcome, strategy.op_names(), strategy.report_sections(run.path))
-            run.log(f"done in {outcome.wall_s:.1f} s; genotype: {outcome.genotype}")
-    return SearchResult(outcome.genotype, run.path, outcome.history, outcome.extra, outcome.wall_s)
+            if dctx.is_main:
+                save_genotype(outcome.genotype, run.path / "genotype.json")
+                for name, g in outcome.extra.items():
+                    save_genotype(g, run.path / "genotypes" / f"{name}.json")
+                if strategy.results():
+                    run.write_json("result.json", strategy.results())
+                write_search_report(run.path, cfg, outcome, strategy.op_names(),
+                                    strategy.report_sections(run.path))
+                run.log(f"done in {outcome.wall_s:.1f} s; genotype: {outcome.genotype}"
+                        + (f" ({dctx.world_size} processes)" if dctx.active else ""))
+    return SearchResult(outcome.genotype, run.path, outcome.history, outcome.extra, outcome.wall_s,
+                        outcome.arch_history)
 
 
 def describe(genotype: Genotype | str, network: str = "cifar", layers: int | None = None,
@@ -212,8 +261,9 @@ def describe(genotype: Genotype | str, network: str = "cifar", layers: int | Non
 def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "tiny",
           out: str | Path | None = None, seed: int | None = None, device: str = "cpu", resume: bool = False,
           overrides: Mapping[str, Any] | Sequence[str] | None = None, data_dir: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Retrain ``genotype`` from scratch with the evaluation recipe; writes and returns ``result.json``."""
+          progress: bool = True, threads: int | None = None) -> dict[str, Any]:
+    """Retrain ``genotype`` from scratch with the evaluation recipe; writes and returns ``result.json``.
+    Data-parallel under ``torchrun`` as :func:`search` is."""
     g = load_genotype(genotype)
     cfg = resolve_config("train", preset, None, overrides, **{
         "data.dataset": dataset, "seed": seed, "device": device, "data.data_dir": data_dir,
@@ -222,9 +272,14 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
         raise ConfigError("--resume needs --out pointing at the folder of the run to continue")
     epoch_lr(cfg.train, 0)  # an unknown schedule fails here, before any work
     out = Path(out) if out is not None else _default_out("train", g.hash()[:8], cfg.data.dataset)
-    RunDir.check(out, resume)
-    dev = _device(cfg.device)
-    data = load_data(cfg, dev, progress)
+    with _distributed(_device(cfg.device), threads) as (dctx, dev):
+        _check_out(out, resume, dctx)
+        return _train(g, preset, cfg, out, dev, resume, progress, dctx)
+
+
+def _train(g: Genotype, preset: str, cfg: RunConfig, out: Path, dev: torch.device, resume: bool, progress: bool,
+           dctx: ddp.DistContext) -> dict[str, Any]:
+    data = load_data(cfg, dev, progress and dctx.is_main)
     _log.info(f"nasforge: training {g.hash()[:8]}, preset '{preset}', on {cfg.data.dataset} ({len(data.y_train)} "
               f"training images), device {dev}")
     tc = cfg.train
@@ -238,7 +293,8 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
         net = net.to(dev)
         with _run_folder(out, "train", resume) as run:
             run.write_config({**run_dict(cfg, "train"), "genotype": g.to_dict()}, environment_info(str(dev)))
-            save_genotype(g, run.path / "genotype.json")
+            if dctx.is_main:
+                save_genotype(g, run.path / "genotype.json")
             run.log(f"network: {tc.network}, {tc.layers} cells, C={tc.channels}: {params:,} parameters "
                     f"(without auxiliary head), {macs:,} multiply-adds")
             outcome = train_network(net, data, cfg, run)
@@ -246,9 +302,10 @@ def train(genotype: Genotype | str, dataset: str | None = None, preset: str = "t
                       "wall_s": outcome.wall_s, "epochs": tc.epochs, "dataset": cfg.data.dataset,
                       "network": tc.network, "layers": tc.layers, "channels": tc.channels, "seed": cfg.seed,
                       "genotype": str(g), "genotype_hash": g.hash()}
-            run.write_json("result.json", result)
-            write_train_report(run.path, cfg, g, result, outcome.history)
-            run.log(f"done: test accuracy {outcome.test_acc:.2f}% in {outcome.wall_s:.1f} s")
+            if dctx.is_main:
+                run.write_json("result.json", result)
+                write_train_report(run.path, cfg, g, result, outcome.history)
+                run.log(f"done: test accuracy {outcome.test_acc:.2f}% in {outcome.wall_s:.1f} s")
     result["run_dir"] = str(run.path)
     return result
 

@@ -157,6 +157,10 @@ class LoopConfig:
     valid_every: int = option(1, ge=0)
     valid_batches: int = option(0, ge=0)  # cap the evaluation at n batches (0 = the whole split)
     progress: bool = True
+    # under torchrun: BN batch statistics over all ranks (a step equals one process's step on the global batch;
+    # two small all-reduces per BN) or per rank as plain DDP (cheaper on slow links; running statistics are
+    # averaged over the ranks at each epoch end). No effect in one process.
+    sync_bn: bool = True
 
 
 @dataclass

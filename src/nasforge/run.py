@@ -194,6 +194,50 @@ class RunDir:
         return state
 
 
+class FollowerRun:
+    """What ranks other than 0 of a torchrun job hold instead of a :class:`RunDir`: the same interface, but
+    nothing is written, locked or logged — rank 0 alone owns the folder. Checkpoints are read by rank 0 and
+    handed to the others (:func:`nasforge.parallel.distributed.broadcast_object`), so a follower never reads
+    the folder either and nodes need no shared disk."""
+
+    def __init__(self, path: str | Path, kind: str, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.resume = resume
+        self.checkpointed = resume
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    def log(self, message: str) -> None:
+        logging.getLogger("nasforge.follower").debug(message)
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+    def write_config(self, config: Mapping[str, Any], env: Mapping[str, Any]) -> None:
+        pass
+
+    def append_metrics(self, row: Mapping[str, Any]) -> None:
+        pass
+
+    def truncate_metrics(self, rows: int) -> None:
+        pass
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self.path / name
+
+    def save_checkpoint(self, state: dict[str, Any], config: Mapping[str, Any]) -> None:
+        self.checkpointed = True
+
+    def load_checkpoint(self, config: Mapping[str, Any], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        raise CheckpointError("only rank 0 reads the checkpoint; the other ranks receive it from rank 0")
+
+
 def _get(d: Mapping[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(d, Mapping):

@@ -6,9 +6,11 @@ Parsing only; the work is :func:`nasforge.api.search` and :func:`nasforge.api.tr
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Callable
 
 from .. import api
+from ..parallel import distributed as ddp
 
 __all__ = ["COMMANDS", "add_parsers"]
 
@@ -40,6 +42,8 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="override any config field, e.g. --set search.epochs=3 --set data.batch_size=32; "
                         "'nasforge presets METHOD' lists every field with its valid range")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads of each process (default: torch's own; "
+                                                             "under torchrun, cores / processes per node)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -60,10 +64,17 @@ def add_parsers(sub: Any) -> None:
     _common(p, "train")
 
 
+def _follower() -> bool:
+    """A torchrun rank other than 0: rank 0 prints the job's result."""
+    return ddp.launched_by_torchrun() and os.environ.get("RANK", "0") != "0"
+
+
 def _search(args: argparse.Namespace) -> int:
     result = api.search(method=args.method, dataset=args.dataset, preset=args.preset, out=args.out,
                         seed=args.seed, device=args.device, resume=args.resume, overrides=args.overrides,
-                        data_dir=args.data_dir, progress=not args.no_progress)
+                        data_dir=args.data_dir, progress=not args.no_progress, threads=args.threads)
+    if _follower():
+        return 0
     print(f"genotype: {result.genotype}")
     print(f"run folder: {result.run_dir} (report.md, genotype.json)")
     return 0
@@ -72,7 +83,9 @@ def _search(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     result = api.train(args.genotype, dataset=args.dataset, preset=args.preset, out=args.out, seed=args.seed,
                        device=args.device, resume=args.resume, overrides=args.overrides,
-                       data_dir=args.data_dir, progress=not args.no_progress)
+                       data_dir=args.data_dir, progress=not args.no_progress, threads=args.threads)
+    if _follower():
+        return 0
     print(f"test accuracy: {result['test_acc']:.2f}%  params: {result['params']:,}  "
           f"multiply-adds: {result['macs']:,}  wall: {result['wall_s']:.1f} s")
     print(f"run folder: {result['run_dir']} (result.json, report.md)")

@@ -11,7 +11,7 @@ BN's scale) goes through :func:`batch_norm`, which synchronises when the module 
 process group, or in eval mode, both are exactly ``F.batch_norm``.
 
 The mean and variance are gathered in two passes (Σx, then Σ(x − mean)²), each one ``all_reduce`` that autograd
-differentiates (``torch.distributed.nn.functional.all_reduce``), so gradients flow through the other ranks'
+differentiates (its backward all-reduces the incoming gradient), so gradients flow through the other ranks'
 statistics exactly as in a single process.
 """
 
@@ -20,10 +20,29 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 from torch.nn import functional as F
 
-__all__ = ["SyncedBatchNorm2d", "sync_batch_norms", "batch_norm"]
+__all__ = ["SyncedBatchNorm2d", "sync_batch_norms", "synchronised", "batch_norm", "functional_batch_norm"]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Σ over the ranks, differentiable: the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def differentiable_all_reduce(x: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(x)
 
 
 class SyncedBatchNorm2d(nn.BatchNorm2d):
@@ -44,9 +63,10 @@ def sync_batch_norms(model: nn.Module) -> int:
     return changed
 
 
-def _synced(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
-    return (isinstance(bn, SyncedBatchNorm2d) and (bn.training or not bn.track_running_stats)
-            and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+def synchronised(bn: nn.Module) -> bool:
+    """True when ``bn``'s training-mode statistics must span all ranks (converted, and a group of several)."""
+    return (isinstance(bn, SyncedBatchNorm2d) and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1)
 
 
 def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None
@@ -59,28 +79,35 @@ def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, weight: torch.Tensor | None,
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:
             factor = 1.0 / float(bn.num_batches_tracked)
-    if not _synced(bn, x):
-        use_batch = bn.training or bn.running_mean is None
-        return F.batch_norm(x, bn.running_mean if not bn.training or bn.track_running_stats else None,
-                            bn.running_var if not bn.training or bn.track_running_stats else None,
-                            weight, bias, use_batch, factor, bn.eps)
+    use_batch = bn.training or bn.running_mean is None
+    tracked = not bn.training or bn.track_running_stats
+    return functional_batch_norm(x, bn.running_mean if tracked else None, bn.running_var if tracked else None,
+                                 weight, bias, use_batch, factor, bn.eps, synchronised(bn))
+
+
+def functional_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
+                          weight: torch.Tensor | None, bias: torch.Tensor | None, training: bool, momentum: float,
+                          eps: float, sync: bool) -> torch.Tensor:
+    """``F.batch_norm`` with the same arguments; with ``sync`` (and several ranks) the batch statistics are those
+    of the global batch, and the running statistics are updated in place from them, identically on every rank."""
+    if not (sync and training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
     dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1, *([1] * (x.dim() - 2)))
     local_n = x.numel() // x.shape[1]
     sums = differentiable_all_reduce(torch.cat([x.sum(dims), x.new_full((1,), float(local_n))]))
     total, count = sums[:-1], sums[-1].detach()
     mean = total / count
-    centred = x - mean.view(1, -1, *([1] * (x.dim() - 2)))
+    centred = x - mean.view(shape)
     var = differentiable_all_reduce(centred.pow(2).sum(dims)) / count
-    if bn.track_running_stats and bn.running_mean is not None:
+    if running_mean is not None and running_var is not None:
         with torch.no_grad():
             n = float(count)
-            unbiased = var.detach() * (n / max(n - 1.0, 1.0))
-            bn.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
-            bn.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-    shape = (1, -1, *([1] * (x.dim() - 2)))
-    out = centred * torch.rsqrt(var + bn.eps).view(shape)
+            running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(var.detach() * (n / max(n - 1.0, 1.0)), alpha=momentum)
+    out = centred * torch.rsqrt(var + eps).view(shape)
     if weight is not None:
-        out = out * weight.view(shape)
+        out = out * weight.reshape(shape)
     if bias is not None:
-        out = out + bias.view(shape)
+        out = out + bias.reshape(shape)
     return out

@@ -8,9 +8,10 @@ RNG states and redoes the interrupted epoch, so it ends exactly where an uninter
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +19,8 @@ from tqdm.auto import tqdm
 from ..config import RunConfig, run_dict
 from ..data import ImageDataset, search_split
 from ..genotypes import Genotype
+from ..ops.norm import sync_batch_norms
+from ..parallel import distributed as ddp
 from ..run import RunDir
 from ..strategies import Strategy
 from ..training import EpochMeter, check_finite, evaluate, make_stream
@@ -35,9 +38,63 @@ class SearchOutcome:
     wall_s: float = 0.0
 
 
+class _RankAlignment:
+    """Under torchrun: keeps every rank's supernet identical and synchronised (a no-op for one process).
+
+    Architecture decisions (``begin_epoch``/``end_epoch``: P-DARTS stages, GOLD-NAS pruning) run under the same
+    random state on every rank; steps draw from a per-rank seed (dropout differs per rank, as it would for the
+    samples of one big batch). A model the strategy newly built is copied from rank 0 and its BNs synchronised."""
+
+    def __init__(self, strategy: Strategy, seed: int, sync_bn: bool) -> None:
+        self.strategy, self.seed, self.sync_bn, self.ctx = strategy, seed, sync_bn, ddp.current()
+        self._model_id: int | None = None
+
+    def model_built(self) -> None:
+        if not (self.ctx.active and self.strategy.has_supernet):
+            return
+        model = self.strategy.model
+        if id(model) != self._model_id:
+            if self.sync_bn:
+                sync_batch_norms(model)
+            ddp.broadcast_module(model)
+            self._model_id = id(model)
+
+    def shared_rng(self, epoch: int, phase: int) -> "contextlib.AbstractContextManager[None]":
+        if not self.ctx.active:
+            return contextlib.nullcontext()
+        return _seeded_fork(ddp.rank_seed(self.seed, -1 - phase, epoch))
+
+    def rank_rng(self, epoch: int) -> None:
+        if self.ctx.active:
+            torch.manual_seed(ddp.rank_seed(self.seed, self.ctx.rank, epoch))
+
+    def end_steps(self) -> None:
+        """Per-rank BN statistics (``loop.sync_bn=false``) are averaged before anyone evaluates or saves them."""
+        if self.ctx.active and self.strategy.has_supernet and not self.sync_bn:
+            ddp.average_buffers(self.strategy.model)
+
+    def check(self, epoch: int, genotype: Genotype) -> None:
+        if self.ctx.active:
+            ddp.check_same(ddp.state_digest(self.strategy.arch_weights(), genotype.hash()),
+                           f"architecture state after epoch {epoch + 1}")
+
+
+@contextlib.contextmanager
+def _seeded_fork(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunDir) -> SearchOutcome:
-    """Search with ``strategy`` on ``data`` (already on the compute device), writing into ``run``."""
+    """Search with ``strategy`` on ``data`` (already on the compute device), writing into ``run``.
+
+    Under torchrun every rank calls this with the same arguments (``run`` a follower on ranks other than 0):
+    all ranks draw the same global batches and each computes its own slice (:func:`ddp.shard_batch`);
+    ``data.batch_size`` is the global batch, so learning rates mean what they mean in one process."""
     device = data.x_train.device
+    align = _RankAlignment(strategy, cfg.seed, cfg.loop.sync_bn)
+    world = align.ctx.world_size
     split_gen = torch.Generator().manual_seed(cfg.seed)
     train_idx, val_idx = search_split(len(data.y_train), cfg.data.train_portion, split_gen)
     train_idx, val_idx = train_idx.to(device), val_idx.to(device)
@@ -49,11 +106,16 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
 
     start_epoch, outcome, elapsed = 0, SearchOutcome(genotype=strategy.export()), 0.0
     if run.resume:
-        state = run.load_checkpoint(config_dict, map_location=device)
+        if align.ctx.active:  # rank 0 reads the file; the others get it from rank 0 (no shared disk needed)
+            state = _to_device(ddp.broadcast_object(
+                run.load_checkpoint(config_dict, map_location="cpu") if align.ctx.is_main else None), device)
+        else:
+            state = run.load_checkpoint(config_dict, map_location=device)
         strategy.load_state_dict(state["strategy"])
         train_stream.load_state_dict(state["train_stream"])
         val_stream.load_state_dict(state["val_stream"])
-        set_rng_state(state["rng"])
+        if not align.ctx.active:
+            set_rng_state(state["rng"])
         start_epoch, elapsed = state["epoch"], state["wall_s"]
         outcome.history, outcome.arch_history = state["history"], state["arch_history"]
         run.truncate_metrics(len(outcome.history))
@@ -69,21 +131,32 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
             run.log(f"stopping before epoch {epoch + 1}: {strategy.name} reached its target")
             break
         t0 = time.perf_counter()
-        strategy.begin_epoch(epoch)
+        with align.shared_rng(epoch, 0):
+            strategy.begin_epoch(epoch)
+        align.model_built()
+        align.rank_rng(epoch)
         if strategy.has_supernet:
             strategy.model.train()
         meter = EpochMeter()
         bar = tqdm(range(steps), desc=f"search epoch {epoch + 1}/{strategy.epochs}", leave=False,
-                   disable=None if cfg.loop.progress else True, unit="step")
+                   disable=None if cfg.loop.progress and align.ctx.is_main else True, unit="step")
         for step in bar:
             val_batch = val_stream.next_batch() if strategy.needs_val_batch else None
-            metrics = strategy.step(train_stream.next_batch(), val_batch)
-            check_finite(metrics["loss"], f"epoch {epoch + 1}, step {step + 1}",
+            train_batch = train_stream.next_batch()
+            if len(train_batch[1]) < world or (val_batch is not None and len(val_batch[1]) < world):
+                continue  # a short last batch with fewer images than ranks: skipped by every rank alike
+            metrics = strategy.step(ddp.shard_batch(train_batch), val_batch and ddp.shard_batch(val_batch))
+            loss = ddp.reduce_means({"loss": metrics["loss"]})["loss"]  # a NaN on any rank stops them all
+            check_finite(loss, f"epoch {epoch + 1}, step {step + 1}",
                          "lower the learning rate (e.g. --set search.w_lr=0.01) or check the data")
             meter.update(metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-        events = strategy.end_epoch(epoch)
-        row: dict[str, Any] = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in meter.means().items()}}
+        align.end_steps()
+        with align.shared_rng(epoch, 1):
+            events = strategy.end_epoch(epoch)
+        align.model_built()
+        row: dict[str, Any] = {"epoch": epoch + 1, **{f"train_{k}": v
+                                                      for k, v in ddp.reduce_means(meter.means()).items()}}
         last = epoch + 1 == strategy.epochs
         if strategy.has_supernet and (last or (cfg.loop.valid_every and (epoch + 1) % cfg.loop.valid_every == 0)):
             val_eval = make_stream(data, cfg, val_idx, gens[1], False, cfg.data.eval_batch_size, augment=False)
@@ -91,6 +164,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
             row.update(valid_loss=res["loss"], valid_acc=res["acc"])
         row.update(strategy.epoch_metrics())
         genotype = strategy.export()
+        align.check(epoch, genotype)
         epoch_s = time.perf_counter() - t0
         elapsed += epoch_s
         row.update(epoch_s=epoch_s, wall_s=elapsed, genotype=genotype.to_dict(), genotype_hash=genotype.hash(),
@@ -111,3 +185,17 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     outcome.extra = strategy.extra_exports()
     outcome.wall_s = elapsed
     return outcome
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    """A checkpoint read on the CPU (and possibly broadcast from rank 0), with its tensors moved to ``device``
+    except RNG states, which torch keeps on the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state if state.dtype == torch.uint8 else state.to(device)
+    if isinstance(state, dict):
+        return {k: v if k in ("generator", "rng") else _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_device(v, device) for v in state]
+    if isinstance(state, tuple):
+        return tuple(_to_device(v, device) for v in state)
+    return state

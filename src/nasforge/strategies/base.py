@@ -44,6 +44,9 @@ class Strategy(ABC):
     needs_val_batch: ClassVar[bool] = True
     #: False for methods without a supernet whose accuracy the loop could measure (training-free search).
     has_supernet: ClassVar[bool] = True
+    #: True when torchrun can split the method's steps across processes (one supernet, data-parallel: every
+    #: gradient goes through :func:`nasforge.parallel.distributed.average_gradients` before its optimizer step).
+    data_parallel: ClassVar[bool] = True
 
     def __init__(self, config: Any, context: SearchContext) -> None:
         self.config = config

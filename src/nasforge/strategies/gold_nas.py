@@ -39,6 +39,7 @@ from .._io import atomic_write_text
 from .. import viz
 from ..costs import count_macs, count_params, op_cost
 from ..config import option
+from ..parallel.distributed import average_param_grads
 from ..errors import ConfigError
 from ..genotypes import CellArch, Edge, Genotype, save_genotype
 from ..models import build_network
@@ -81,6 +82,11 @@ class GoldNasConfig:
     # stop when the derived network's resource (millions) is at or below this (0 = off)
     target: float = option(0.0, ge=0)
     checkpoint_edges: bool = True
+    # speed (docs/performance.md), as in DARTS's config
+    fused: bool = option(True)
+    channels_last: bool = option(False)
+    amp: bool = option(False)
+    compile: bool = option(False)
 
 
 def update_lambda(lam: float, dlam: float, pruned: int, n0: int, lambda0: float, c0: float) -> tuple[float, float]:
@@ -111,7 +117,8 @@ class GoldNas(Strategy):
         self.net = SuperNet(self.space, config.channels, context.num_classes, config.layers,
                             in_channels=context.in_channels, weighting="sigmoid", share_cells=False,
                             generator=context.generator, auxiliary=config.aux_weight > 0).to(context.device)
-        self.net.set_checkpoint_edges(config.checkpoint_edges)
+        self.net.configure(fused=config.fused, checkpoint_edges=config.checkpoint_edges, amp=config.amp,
+                           channels_last=config.channels_last, compile=config.compile)
         with torch.no_grad():
             for a in self.net.arch_parameters():
                 a.zero_()  # sigma = 0.5 for every op
@@ -204,6 +211,7 @@ class GoldNas(Strategy):
         self.w_optimizer.zero_grad(set_to_none=True)
         self.a_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_param_grads(self.net.parameters(), len(y))  # data-parallel: the global batch's gradient
         if self.config.w_grad_clip > 0:  # the weights only, as in the unofficial code
             nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.w_grad_clip)
         self.w_optimizer.step()

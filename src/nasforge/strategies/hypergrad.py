@@ -22,6 +22,11 @@ from torch import nn
 __all__ = ["first_order_arch_grads", "second_order_arch_grads"]
 
 LossFn = Callable[[], torch.Tensor]
+Reduce = Callable[[Sequence[torch.Tensor | None]], Sequence[torch.Tensor | None]]
+
+
+def _same(grads: Sequence[torch.Tensor | None]) -> Sequence[torch.Tensor | None]:
+    return grads
 
 
 def first_order_arch_grads(val_loss: LossFn, arch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -38,15 +43,20 @@ def _set(params: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None
 
 def second_order_arch_grads(model: nn.Module, train_loss: LossFn, val_loss: LossFn, weights: Sequence[torch.Tensor],
                             arch: Sequence[torch.Tensor], xi: float, momentum: float, weight_decay: float,
-                            momentum_buffers: Sequence[torch.Tensor | None], r: float = 1e-2
+                            momentum_buffers: Sequence[torch.Tensor | None], r: float = 1e-2,
+                            reduce_train: Reduce = _same, reduce_val: Reduce = _same
                             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The DARTS unrolled hypergradient. ``train_loss``/``val_loss`` evaluate the model at its current weights."""
+    """The DARTS unrolled hypergradient. ``train_loss``/``val_loss`` evaluate the model at its current weights.
+
+    ``reduce_train``/``reduce_val`` turn one process's gradients of the training/validation loss into those of
+    the global batch (data-parallel runs average them over the ranks): each of the four gradient terms is
+    reduced once, so every rank takes the same virtual step, the same ε and the same finite difference."""
     weights, arch = list(weights), list(arch)
     original = [w.detach().clone() for w in weights]
     buffers = [b.detach().clone() for b in model.buffers()]
     try:
         # 1. virtual step w' = w - xi * (momentum * m + dL_train/dw + wd * w), over the weights the loss uses
-        g_train = torch.autograd.grad(train_loss(), weights, allow_unused=True)
+        g_train = reduce_train(torch.autograd.grad(train_loss(), weights, allow_unused=True))
         used = [g is not None for g in g_train]
         momentum_buffers = [m for m, u in zip(momentum_buffers, used) if u]
         g_train = [g for g in g_train if g is not None]
@@ -59,14 +69,14 @@ def second_order_arch_grads(model: nn.Module, train_loss: LossFn, val_loss: Loss
                 w.sub_(xi * step)
         # 2. gradients of L_val at w'
         loss = val_loss()
-        grads = torch.autograd.grad(loss, arch + weights)
+        grads = reduce_val(torch.autograd.grad(loss, arch + weights))
         d_arch, v = list(grads[: len(arch)]), list(grads[len(arch):])
         # 3. finite-difference Hessian-vector product at the original w
         eps = r / torch.sqrt(sum((g * g).sum() for g in v))
         _set(weights, [w + eps * g for w, g in zip(original, v)])
-        g_pos = torch.autograd.grad(train_loss(), arch)
+        g_pos = reduce_train(torch.autograd.grad(train_loss(), arch))
         _set(weights, [w - eps * g for w, g in zip(original, v)])
-        g_neg = torch.autograd.grad(train_loss(), arch)
+        g_neg = reduce_train(torch.autograd.grad(train_loss(), arch))
         hvp = [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]
         return loss.detach(), [d - xi * h for d, h in zip(d_arch, hvp)]
     finally:

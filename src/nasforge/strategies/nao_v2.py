@@ -75,6 +75,7 @@ class NaoV2(Strategy):
     name = "nao-v2"
     Config = NaoV2Config
     has_supernet = False
+    data_parallel = False  # independent candidates and supernets: parallel through an executor, not torchrun
 
     def __init__(self, config: NaoV2Config, context: SearchContext) -> None:
         check_ranges(config, "search.")

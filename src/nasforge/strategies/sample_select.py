@@ -109,6 +109,7 @@ class SampleSelect(Strategy):
 
     Config: ClassVar[type] = SampleSelectConfig
     has_supernet = False
+    data_parallel = False  # independent candidates and supernets: parallel through an executor, not torchrun
 
     def __init__(self, config: SampleSelectConfig, context: SearchContext) -> None:
         super().__init__(config, context)

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import TrainingDiverged
+from ..parallel.distributed import all_reduce_sum, shard_batch
 
 __all__ = ["evaluate", "check_finite", "EpochMeter"]
 
@@ -18,7 +19,8 @@ __all__ = ["evaluate", "check_finite", "EpochMeter"]
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int = 0
              ) -> dict[str, float]:
-    """Loss and top-1 accuracy (in %) of ``model`` in eval mode over ``batches``; restores the mode after."""
+    """Loss and top-1 accuracy (in %) of ``model`` in eval mode over ``batches``; restores the mode after.
+    In a data-parallel run every rank passes the same batches, scores its slice of each, and all get the totals."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros(())
@@ -28,6 +30,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         for i, (x, y) in enumerate(batches):
             if max_batches and i >= max_batches:
                 break
+            x, y = shard_batch((x, y))
             out = model(x)
             logits = out[0] if isinstance(out, tuple) else out
             loss_sum += F.cross_entropy(logits, y, reduction="sum").float().cpu()
@@ -35,6 +38,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
             n += y.numel()
     finally:
         model.train(was_training)
+    loss_total, correct_total, n = all_reduce_sum([float(loss_sum), float(correct), n])
+    loss_sum, correct = torch.tensor(loss_total), torch.tensor(correct_total)
     if n == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     return {"loss": float(loss_sum) / n, "acc": 100.0 * float(correct) / n}

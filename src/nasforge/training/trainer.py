@@ -21,6 +21,9 @@ from .._rng import get_rng_state, set_rng_state
 from ..config import RunConfig, TrainConfig, run_dict
 from ..data import ImageDataset
 from ..errors import ConfigError
+from ..ops.norm import sync_batch_norms
+from ..parallel import distributed as ddp
+from ..parallel.distributed import average_param_grads
 from ..run import RunDir
 from .evaluate import EpochMeter, check_finite, evaluate
 from .streams import make_stream
@@ -69,6 +72,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[to
         loss = loss + tc.aux_weight * F.cross_entropy(aux, y, label_smoothing=tc.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    average_param_grads(net.parameters(), len(y))  # data-parallel: the global batch's gradient
     if tc.grad_clip > 0:
         nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
     optimizer.step()
@@ -76,8 +80,17 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[to
 
 
 def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDir) -> TrainOutcome:
-    """Train ``net`` (already on the device) from scratch on the training split; test on the test split."""
+    """Train ``net`` (already on the device) from scratch on the training split; test on the test split.
+
+    Under torchrun every rank calls this alike: all draw the same global batches (``data.batch_size`` is the
+    global batch) and train on their slice, with gradients averaged and BN statistics synchronised over the
+    ranks, so the ranks' networks stay identical; drop-path masks come from a per-rank seed of each epoch."""
     tc = cfg.train
+    dctx = ddp.current()
+    if dctx.active:
+        if cfg.loop.sync_bn:
+            sync_batch_norms(net)
+        ddp.broadcast_module(net)
     epoch_lr(tc, 0)  # validate the schedule name before any work
     device = data.x_train.device
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -87,11 +100,16 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
     outcome = TrainOutcome(test_acc=float("nan"), test_loss=float("nan"))
     start = 0
     if run.resume:
-        state = run.load_checkpoint(config_dict, map_location=device)
+        if dctx.active:  # rank 0 reads the file; the others get it from rank 0
+            state = ddp.broadcast_object(run.load_checkpoint(config_dict, map_location="cpu") if dctx.is_main
+                                         else None)
+            state = {k: state[k] for k in ("epoch", "wall_s", "history", "model", "optimizer", "stream")}
+        else:
+            state = run.load_checkpoint(config_dict, map_location=device)
+            set_rng_state(state["rng"])
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         stream.load_state_dict(state["stream"])
-        set_rng_state(state["rng"])
         start, outcome.wall_s, outcome.history = state["epoch"], state["wall_s"], state["history"]
         run.truncate_metrics(len(outcome.history))
         run.log(f"resumed training at epoch {start}/{tc.epochs}")
@@ -101,17 +119,24 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
     for epoch in range(start, tc.epochs):
         t0 = time.perf_counter()
         lr = begin_train_epoch(net, optimizer, tc, epoch)
+        if dctx.active:
+            torch.manual_seed(ddp.rank_seed(cfg.seed, dctx.rank, epoch))
         meter = EpochMeter()
         bar = tqdm(range(stream.batches_per_epoch), desc=f"train epoch {epoch + 1}/{tc.epochs}", leave=False,
-                   disable=None if cfg.loop.progress else True, unit="step")
+                   disable=None if cfg.loop.progress and dctx.is_main else True, unit="step")
         for step in bar:
-            metrics = train_step(net, optimizer, stream.next_batch(), tc)
-            check_finite(metrics["loss"], f"epoch {epoch + 1}, step {step + 1}",
+            batch = stream.next_batch()
+            if len(batch[1]) < dctx.world_size:
+                continue  # a short last batch with fewer images than ranks: skipped by every rank alike
+            metrics = train_step(net, optimizer, ddp.shard_batch(batch), tc)
+            check_finite(ddp.reduce_means({"loss": metrics["loss"]})["loss"], f"epoch {epoch + 1}, step {step + 1}",
                          "lower the learning rate (e.g. --set train.lr=0.01) or check the data")
             meter.update(metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+        if not cfg.loop.sync_bn:
+            ddp.average_buffers(net)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "drop_path": net.drop_path_prob,
-                               **{f"train_{k}": v for k, v in meter.means().items()}}
+                               **{f"train_{k}": v for k, v in ddp.reduce_means(meter.means()).items()}}
         last = epoch + 1 == tc.epochs
         if last or (cfg.loop.valid_every and (epoch + 1) % cfg.loop.valid_every == 0):
             test = make_stream(data, cfg, None, gen, False, cfg.data.eval_batch_size, split="test", augment=False)
@@ -122,6 +147,8 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
         epoch_s = time.perf_counter() - t0
         outcome.wall_s += epoch_s
         row.update(epoch_s=epoch_s, wall_s=outcome.wall_s)
+        if dctx.active:
+            ddp.check_same(ddp.state_digest(net.state_dict()), f"network weights after epoch {epoch + 1}")
         outcome.history.append(row)
         run.append_metrics(row)
         run.log(f"epoch {epoch + 1}/{tc.epochs}: " + ", ".join(
