@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from nasforge.config import from_dict
+from nasforge.errors import ConfigError
 from nasforge.ops import DARTS_OPS
 from nasforge.spaces import DartsSpace
 from nasforge.spaces.relaxed import RelaxedSpace
@@ -177,3 +178,42 @@ def test_checkpoints_move_between_the_paths():
     fused.load_state_dict(copy.deepcopy(plain.state_dict()))  # plain -> fused
     for (k, v), (_, w) in zip(plain.net.state_dict().items(), fused.net.state_dict().items()):
         assert torch.equal(v, w), k
+
+
+def test_channels_last_matches_on_the_fused_path_and_is_refused_on_the_plain_one():
+    plain, other = _pair()
+    with pytest.raises(ConfigError, match="fused"):
+        copy.deepcopy(plain).configure(fused=False, channels_last=True)
+    other.configure(fused=True, channels_last=True, checkpoint_edges=True)
+    assert other.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    _assert_same(plain, other, *_x())
+
+
+def test_amp_runs_in_bf16_and_stays_near_float32():
+    plain, fused = _pair()
+    x, y = _x()
+    with torch.no_grad():
+        ref = plain(x)
+    for net in (plain, fused):
+        net.set_amp(True)
+        logits = _step(net, x, y)
+        assert logits.dtype == torch.float32
+        torch.testing.assert_close(logits, ref, rtol=0.1, atol=0.1)  # bf16 keeps ~3 significant digits
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_compile_option_wraps_each_cell():
+    """Only the wiring: compiling a cell takes minutes on this CPU (507 s measured), so the compiled step is not
+    run here; test_fastpath's other tests cover the code it compiles."""
+    _, fused = _pair()
+    fused.set_compile(True)
+    assert all(cell._compiled_call_impl is not None for cell in fused.cells)
+    fused.set_compile(False)
+    assert all(cell._compiled_call_impl is None for cell in fused.cells)
+
+
+def test_config_options_reach_the_supernet():
+    s = _darts(True, "first", channels_last=True, checkpoint_edges=False, amp=False)
+    assert s.net.channels_last and all(c.fused and not c.checkpoint_edges for c in s.net.cells)
+    s = _darts(False, "first")
+    assert not s.net.channels_last and all(not c.fused and c.checkpoint_edges for c in s.net.cells)

@@ -57,7 +57,11 @@ class BilevelConfig:
     arch_grad_clip: float = option(0.0, ge=0)  # 0 = off, as in DARTS (P-DARTS clips to 5)
     warmup_epochs: int = option(0, ge=0)  # weight-only epochs before architecture updates start
     checkpoint_edges: bool = True  # recompute edge activations in backward: ~2x less peak memory, ~1/3 more time
-    fused: bool = True  # all edges leaving a node computed together (docs/performance.md); same results
+    # speed (docs/performance.md); each gives the same results within float tolerance (tests/test_fastpath.py)
+    fused: bool = option(True)  # all edges leaving a node computed together: far fewer, larger kernels
+    channels_last: bool = option(False)  # NHWC activations: faster BN and pools on CPU, tensor cores on GPU
+    amp: bool = option(False)  # bf16 autocast of the supernet forward (a GPU option; looser agreement)
+    compile: bool = option(False)  # torch.compile each search cell (GPU option; slow to compile on CPU)
 
 
 @dataclass
@@ -106,9 +110,8 @@ class Darts(Strategy):
                                  in_channels=ctx.in_channels, weighting=c.weighting, generator=ctx.generator)
         net = SuperNet(self.space, channels or c.channels, ctx.num_classes, layers, in_channels=ctx.in_channels,
                        weighting=c.weighting, alive=alive, generator=ctx.generator)
-        net.set_checkpoint_edges(c.checkpoint_edges)
-        net.set_fused(c.fused)
-        return net
+        return net.configure(fused=c.fused, checkpoint_edges=c.checkpoint_edges, amp=c.amp,
+                             channels_last=c.channels_last, compile=c.compile)
 
     def use_supernet(self, net: nn.Module) -> None:
         """Search ``net`` from now on, with fresh optimizers (P-DARTS starts every stage this way)."""

@@ -197,7 +197,7 @@ def _pool(x: torch.Tensor, kind: tuple) -> torch.Tensor:
 
 def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
     """``h``: ``[N, G, C, P]``; slot g through its own C×C 1×1 conv, as one batched matmul."""
-    w = torch.stack([v.view(v.shape[0], v.shape[1]) for v in weights])  # [G, C_out, C_in]
+    w = torch.stack([v.reshape(v.shape[0], v.shape[1]) for v in weights])  # [G, C_out, C_in]
     return torch.matmul(w.to(h.dtype), h)
 
 
@@ -252,7 +252,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
             w = torch.stack([d.weight for d in dws], 1).reshape(c * s, 1, *dws[0].kernel_size).to(r.dtype)
             d = F.conv2d(r, w, groups=c, **_conv_args(geometry))  # channel c*s + slot
             h, wd = d.shape[-2:]
-            d = d.view(n, c, s, h, wd)
+            d = d.reshape(n, c, s, h, wd)
             seps = [i for i, sl in enumerate(slots) if sl[3] is not None]
             dils = [i for i, sl in enumerate(slots) if sl[3] is None]
             for idx, dest, outs in ((seps, sep_slots, outs_sep), (dils, dil_slots, outs_dil)):
@@ -268,7 +268,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         d_sep, d_dil = d_all.split([n_sep, g - n_sep], 1)
         if n_sep:
             p1 = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in sep_slots], d_sep)
-            mid = p1.view(n, n_sep * c, h, wd)
+            mid = p1.reshape(n, n_sep * c, h, wd)
             mid = F.relu(_batch_norm(mid, [_stages(op)[0][2] for _, _, op, _ in sep_slots], None))
             # stage 2: one depthwise call per stage-2 geometry (grouped over the slots' channels)
             by_geo: dict[tuple, list[int]] = {}
@@ -280,7 +280,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
             if [i for idx in runs for i in idx] == list(range(n_sep)):  # each geometry a run of slots: split
                 srcs = list(mid.split([len(idx) * c for idx in runs], 1))
             else:
-                srcs = [mid.view(n, n_sep, c, h, wd)[:, idx].reshape(n, len(idx) * c, h, wd) for idx in runs]
+                srcs = [mid.reshape(n, n_sep, c, h, wd)[:, idx].reshape(n, len(idx) * c, h, wd) for idx in runs]
             for (geometry, idx), src in zip(by_geo.items(), srcs):
                 dws = [_stages(sep_slots[i][2])[1][0] for i in idx]
                 w = torch.cat([dw.weight for dw in dws]).to(mid.dtype)
@@ -288,7 +288,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                 order.extend(idx)
             d2 = torch.cat(outs2, 1) if len(outs2) > 1 else outs2[0]
             sep_slots = [sep_slots[i] for i in order]
-            d2 = d2.view(n, n_sep, c, h * wd)
+            d2 = d2.reshape(n, n_sep, c, h * wd)
             p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2)
             final_pre.append(p2.view(n, n_sep, c, h, wd))
             final_bns += [_stages(op)[1][2] for _, _, op, _ in sep_slots]
@@ -308,7 +308,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         b = F.conv2d(shifted, torch.cat([op.conv_2.weight for op in ops]).to(r.dtype), stride=2)
         n, half, h2, w2 = a.shape[0], ops[0].conv_1.out_channels, a.shape[-2], a.shape[-1]
         s = len(ops)
-        pre = torch.stack([a.view(n, s, half, h2, w2), b.view(n, s, half, h2, w2)], 2)  # [N, S, 2, C/2, H, W]
+        pre = torch.stack([a.reshape(n, s, half, h2, w2), b.reshape(n, s, half, h2, w2)], 2)  # [N, S, 2, C/2, H, W]
         final_pre.append(pre.view(n, s, 2 * half, h2, w2))
         final_bns += [op.bn for op in ops]
         final_w += [(e, col) for e, col, _ in frs]
@@ -318,8 +318,8 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         e_idx = torch.tensor([e for e, _ in final_w], device=rows.device)
         c_idx = torch.tensor([col for _, col in final_w], device=rows.device)
         w = rows[e_idx, c_idx]
-        out = _batch_norm(pre.view(n, s * c, h, wd), final_bns, w.repeat_interleave(c).to(pre.dtype))
-        parts.append(out.view(n, s, c, h, wd))
+        out = _batch_norm(pre.reshape(n, s * c, h, wd), final_bns, w.repeat_interleave(c))
+        parts.append(out.reshape(n, s, c, h, wd))
         slot_edges += [e for e, _ in final_w]
     for kind, slots in pools.items():
         p = _pool(x, kind)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import ConfigError
 from ..ops import FactorizedReduce, Identity, ReLUConvBN, create_op, wants_relu_input
 from ..ops.norm import batch_norm
 from ..ops.primitives import split_final_bn
@@ -280,6 +281,8 @@ class SuperNet(ArchParametersMixin, nn.Module):
         self.classifier = nn.Linear(c_prev, num_classes)
         # GOLD-NAS regularises its one-level search with the evaluation network's auxiliary head
         self.auxiliary_head = AuxiliaryHeadCIFAR(c_aux, num_classes) if auxiliary else None
+        self.amp = False  # bf16 autocast (set_amp)
+        self.channels_last = False  # NHWC activations and weights (set_channels_last)
 
     # -- architecture ------------------------------------------------------------------------------------
     def remove_op(self, key: str, edge: int, col: int) -> None:
@@ -310,6 +313,39 @@ class SuperNet(ArchParametersMixin, nn.Module):
         for cell in self.cells:
             cell.fused = on
 
+    def set_channels_last(self, on: bool) -> None:
+        """Keep weights and activations in channels-last (NHWC) memory order: on this CPU batch norm and max
+        pooling run ~4x faster in it (docs/performance.md); on a GPU it suits tensor cores. Same results."""
+        self.channels_last = on
+        self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
+    def set_amp(self, on: bool) -> None:
+        """Run the forward under bf16 autocast (a GPU option; logits come back as float32)."""
+        self.amp = on
+
+    def set_compile(self, on: bool) -> None:
+        """``torch.compile`` each search cell (compiled on first use; recompiles only when shapes change)."""
+        for cell in self.cells:
+            if on and not getattr(cell, "_compiled_call_impl", None):
+                cell.compile(dynamic=False)
+            elif not on and getattr(cell, "_compiled_call_impl", None):
+                cell._compiled_call_impl = None
+
+    def configure(self, *, fused: bool = False, checkpoint_edges: bool = False, amp: bool = False,
+                  channels_last: bool = False, compile: bool = False) -> "SuperNet":
+        """Apply a strategy config's speed and memory options (``search.fused`` and friends)."""
+        if channels_last and not fused:
+            # measured: the plain path's alpha gradients in channels-last differ from NCHW by up to ~1e-2 in a
+            # 3-cell supernet while each cell alone agrees (cause not found); the fused path agrees (tested)
+            raise ConfigError("search.channels_last needs search.fused=true (docs/performance.md)")
+        self.set_fused(fused)
+        self.set_checkpoint_edges(checkpoint_edges)
+        self.set_amp(amp)
+        if channels_last or getattr(self, "channels_last", False):
+            self.set_channels_last(channels_last)
+        self.set_compile(compile)
+        return self
+
     def set_skip_dropout(self, p: float) -> None:
         for cell in self.cells:
             for edge in cell.edges:
@@ -323,9 +359,15 @@ class SuperNet(ArchParametersMixin, nn.Module):
         """Logits, and the auxiliary head's logits in training mode when the supernet has one."""
         weights = self.op_weights()
         aux = None
-        s0 = s1 = self.stem(x)
-        for i, (cell, key) in enumerate(zip(self.cells, self.cell_keys)):
-            s0, s1 = s1, cell(s0, s1, weights[key])
-            if self.auxiliary_head is not None and self.training and i == 2 * self.layers // 3:
-                aux = self.auxiliary_head(s1)
-        return self.classifier(torch.flatten(self.global_pooling(s1), 1)), aux
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            s0 = s1 = self.stem(x)
+            for i, (cell, key) in enumerate(zip(self.cells, self.cell_keys)):
+                s0, s1 = s1, cell(s0, s1, weights[key])
+                if self.auxiliary_head is not None and self.training and i == 2 * self.layers // 3:
+                    aux = self.auxiliary_head(s1)
+            logits = self.classifier(torch.flatten(self.global_pooling(s1), 1))
+        if self.amp:
+            logits, aux = logits.float(), None if aux is None else aux.float()
+        return logits, aux
