@@ -177,3 +177,48 @@ def test_knas_selects_the_same_on_ray_as_locally(ray_session, tmp_path, data_roo
     fields = ("candidates", "scores", "shortlist", "chosen", "selection_values")
     assert [{k: r[k] for k in fields} for r in runs["ray"]] == [{k: r[k] for k in fields} for r in runs["local"]]
     assert len(runs["ray"][0]["scores"]) == 6 and all(math.isfinite(s) for s in runs["ray"][0]["scores"])
+
+
+# -- repeated seeds of a search through the executor -----------------------------------------------------------
+SEEDS_SET = ["search.epochs=1", "data.n_train=160"]
+
+
+def _seed_runs(runs: list) -> list[tuple]:
+    return [(r.seed, r.genotype, r.valid_acc, r.error) for r in runs]
+
+
+@pytest.fixture(scope="module")
+def seeds_in_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds") / "one"
+    return out, nasforge.api.search_seeds([0, 1], out=out, overrides=SEEDS_SET, workers=1, threads=1)
+
+
+def test_seeds_run_in_parallel_give_what_one_process_gives_and_are_not_redone(seeds_in_process, tmp_path):
+    _, alone = seeds_in_process
+    both = nasforge.api.search_seeds([0, 1], out=tmp_path / "two", overrides=SEEDS_SET, workers=2, threads=1)
+    assert _seed_runs(both) == _seed_runs(alone) and all(r.genotype for r in both)
+    assert both[0].genotype != both[1].genotype or both[0].valid_acc != both[1].valid_acc  # the seeds differ
+    summary = json.loads((tmp_path / "two" / "seeds.json").read_text())
+    assert [s["seed"] for s in summary] == [0, 1] and (tmp_path / "two" / "seed1" / "report.md").is_file()
+    again = nasforge.api.search_seeds([0, 1], out=tmp_path / "two", overrides=SEEDS_SET, workers=2, threads=1)
+    assert all(r.cached for r in again) and _seed_runs(again) == _seed_runs(both)
+
+
+def test_a_failing_seed_is_reported_and_the_others_finish(tmp_path):
+    broken = tmp_path / "seed1" / "checkpoints" / "last.pt"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a checkpoint")  # seed 1 would resume from this and fail
+    runs = nasforge.api.search_seeds([0, 1], out=tmp_path, overrides=SEEDS_SET, workers=2, threads=1)
+    assert runs[0].error is None and runs[0].genotype
+    assert runs[1].error.startswith("CheckpointError: cannot read checkpoint") and runs[1].genotype is None
+    cli = subprocess.run([sys.executable, "-m", "nasforge", "search", "--seeds", "0,1", "--out", str(tmp_path),
+                          *sum((["--set", s] for s in SEEDS_SET), [])], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 1 and "seed 1: FAILED CheckpointError" in cli.stdout
+    assert "seed 0:" in cli.stdout and "(finished before)" in cli.stdout
+
+
+def test_seeds_on_ray_equal_seeds_in_process(ray_session, seeds_in_process, tmp_path):
+    _, alone = seeds_in_process
+    on_ray = nasforge.api.search_seeds([0, 1], out=tmp_path, overrides=SEEDS_SET, executor="ray", workers=2,
+                                       threads=1)
+    assert _seed_runs(on_ray) == _seed_runs(alone)

@@ -13,12 +13,13 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
+from ._io import atomic_write_text
 from .config import RunConfig, load_preset, merge_dicts, parse_overrides, run_dict
 from .costs import count_macs, count_params
 from .data import ImageDataset, load_dataset
@@ -27,13 +28,14 @@ from .genotypes import Genotype, load_genotype, save_genotype
 from .models import build_network
 from .report import write_search_report, write_train_report
 from .interrupts import Interrupted, interruptible
+from .parallel import check_executor, make_executor
 from .parallel import distributed as ddp
 from .run import FollowerRun, RunDir, environment_info
 from .search import run_search
 from .strategies import STRATEGIES, SearchContext
 from .training.trainer import epoch_lr, train_network
 
-__all__ = ["search", "train", "describe", "SearchResult", "resolve_config", "load_data"]
+__all__ = ["search", "search_seeds", "train", "describe", "SearchResult", "SeedRun", "resolve_config", "load_data"]
 
 _log = logging.getLogger("nasforge")
 
@@ -308,6 +310,94 @@ def _train(g: Genotype, preset: str, cfg: RunConfig, out: Path, dev: torch.devic
                 run.log(f"done: test accuracy {outcome.test_acc:.2f}% in {outcome.wall_s:.1f} s")
     result["run_dir"] = str(run.path)
     return result
+
+
+@dataclass
+class SeedRun:
+    """One seed of :func:`search_seeds`: its run folder and genotype, or the one-line error it ended with."""
+
+    seed: int
+    run_dir: str
+    genotype: str | None = None
+    genotype_hash: str | None = None
+    valid_acc: float | None = None
+    wall_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+
+
+def _finished(run: Path) -> bool:
+    """A search run folder whose run ended (its genotype and report are written last)."""
+    return (run / "genotype.json").is_file() and (run / "report.md").is_file()
+
+
+def _seed_summary(seed: int, run: Path, cached: bool) -> SeedRun:
+    g = load_genotype(run / "genotype.json")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = rows[-1] if rows else {}
+    return SeedRun(seed, str(run), str(g), g.hash(), last.get("valid_acc"), float(last.get("wall_s", 0.0)), cached)
+
+
+def _search_one_seed(job: dict[str, Any]) -> dict[str, Any]:
+    """One seed's search, where an executor runs it (module level, so worker processes can import it)."""
+    run = Path(job["out"])
+    resume = (run / "checkpoints" / "last.pt").is_file()  # an interrupted run of this seed continues
+    search(method=job["method"], dataset=job["dataset"], preset=job["preset"], out=run, seed=job["seed"],
+           device=job["device"], resume=resume, overrides=job["overrides"], data_dir=job["data_dir"], progress=False)
+    return asdict(_seed_summary(job["seed"], run, cached=False))
+
+
+def search_seeds(seeds: Sequence[int], method: str = "darts", dataset: str | None = None, preset: str = "tiny",
+                 out: str | Path | None = None, device: str = "cpu",
+                 overrides: Mapping[str, Any] | Sequence[str] | None = None, data_dir: str | None = None,
+                 executor: str = "local", workers: int = 1, threads: int | None = None,
+                 ray_address: str | None = None) -> list[SeedRun]:
+    """The same search once per seed, each an independent run in ``out/seed<k>``, run by an executor
+    (``workers`` local processes or Ray tasks; see :mod:`nasforge.parallel`). The DARTS papers pick their cell
+    this way: several seeds, then a brief retraining of each.
+
+    Finished seeds are not searched again (a rerun reads their folders); an interrupted seed resumes from its
+    checkpoint. A seed that fails is reported with its one-line error and the others still finish. Writes
+    ``out/seeds.json`` (one entry per seed, updated as each finishes) and returns the entries in seed order."""
+    if not seeds:
+        raise ConfigError("--seeds needs at least one seed, e.g. --seeds 0,1,2,3")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds lists a seed twice: {list(seeds)}")
+    check_executor(executor, ray_address)
+    strategy_cls = STRATEGIES.get(method)
+    cfg = resolve_config(method, preset, strategy_cls.Config, overrides, method=method, **{
+        "data.dataset": dataset, "device": device, "data.data_dir": data_dir})  # refuse bad input before any work
+    root = Path(out) if out is not None else _default_out("seeds", method, cfg.data.dataset)
+    plain = [o for o in (overrides or [])] if isinstance(overrides, (list, tuple)) else dict(overrides or {})
+    jobs, results = [], {}
+    for seed in seeds:
+        run = root / f"seed{seed}"
+        if _finished(run):
+            results[seed] = _seed_summary(seed, run, cached=True)
+        else:
+            RunDir.check(run, (run / "checkpoints" / "last.pt").is_file())
+            jobs.append({"method": method, "dataset": dataset, "preset": preset, "out": str(run), "seed": seed,
+                         "device": device, "overrides": plain, "data_dir": data_dir})
+    root.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
+        atomic_write_text(root / "seeds.json", json.dumps([asdict(results[s]) for s in seeds if s in results],
+                                                          indent=2) + "\n")
+
+    write()
+    if jobs:
+        _log.info(f"nasforge: {len(jobs)} {method} searches (seeds {', '.join(str(j['seed']) for j in jobs)}) on "
+                  f"{executor} with {workers} worker{'s' * (workers != 1)}"
+                  + (f"; {len(results)} seed(s) already finished" if results else ""))
+        with make_executor(executor, workers, threads, ray_address) as ex:
+            for i, outcome in ex.as_completed(_search_one_seed, jobs):
+                seed = jobs[i]["seed"]
+                results[seed] = (SeedRun(**outcome.value) if outcome.ok else
+                                 SeedRun(seed, jobs[i]["out"], error=outcome.error, wall_s=outcome.seconds))
+                _log.info(f"nasforge: seed {seed}: " + (results[seed].genotype or "") if outcome.ok
+                          else f"nasforge: seed {seed} failed: {outcome.error}")
+                write()
+    return [results[s] for s in seeds]
 
 
 def read_result(path: str | Path) -> dict[str, Any]:

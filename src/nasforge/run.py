@@ -172,7 +172,8 @@ class RunDir:
         try:
             state = torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
-            if "weights only" not in str(exc).lower():
+            text = str(exc).lower()
+            if "weights only" not in text or "unsupported global" not in text:  # garbage, not a crafted object
                 raise CheckpointError(f"cannot read checkpoint {self.checkpoint_path} (UnpicklingError); it is "
                                       f"corrupt or not a nasforge checkpoint — delete it and start again") from None
             raise CheckpointError(f"refusing to load {self.checkpoint_path}: it holds Python objects beyond "

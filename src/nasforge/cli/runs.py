@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import api
+from ..errors import ConfigError
 from ..parallel import distributed as ddp
 
 __all__ = ["COMMANDS", "add_parsers"]
@@ -19,6 +21,8 @@ EXAMPLES_SEARCH = """examples:
   nasforge search --dataset cifar10 --preset paper  # the paper's CIFAR-10 search (GPU recommended)
   nasforge search --set search.order=second --set search.epochs=10 --out runs/x
   nasforge search --out runs/x --resume             # continue an interrupted run
+  nasforge search --seeds 0-3 --workers 2 --out runs/s   # four seeds, two at a time (runs/s/seed<k>)
+  torchrun --nproc-per-node 2 -m nasforge search --dataset cifar10 --preset paper   # data-parallel
 """
 EXAMPLES_TRAIN = """examples:
   nasforge train --genotype DARTS_V2                       # tiny retraining on digits
@@ -54,6 +58,13 @@ def add_parsers(sub: Any) -> None:
                                    "genotype.json, checkpoints/ and report.md into the run folder.")
     p.add_argument("--method", default="darts", help="search method (default: darts); see 'nasforge presets'")
     _common(p, "<method>")
+    g = p.add_argument_group("several seeds", "the same search once per seed, in parallel; each seed's run goes to "
+                                              "OUT/seed<k>, a summary to OUT/seeds.json; rerunning the command "
+                                              "skips finished seeds and resumes interrupted ones")
+    g.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3 (or a range, 0-3)")
+    g.add_argument("--workers", type=int, default=1, help="searches at once (default: 1)")
+    g.add_argument("--executor", default="local", help="local (processes here, default) or ray")
+    g.add_argument("--ray-address", help="a Ray cluster to run the searches on (with --executor ray)")
 
     p = sub.add_parser("train", help="retrain a genotype from scratch and report test accuracy",
                        epilog=EXAMPLES_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,7 +80,34 @@ def _follower() -> bool:
     return ddp.launched_by_torchrun() and os.environ.get("RANK", "0") != "0"
 
 
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        if "-" in text.strip().lstrip("-") and "," not in text:
+            lo, hi = (int(t) for t in text.split("-", 1))
+            return list(range(lo, hi + 1))
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give comma-separated integers (0,1,2,3) or a range (0-3)") from None
+
+
+def _search_seeds(args: argparse.Namespace) -> int:
+    if args.resume:
+        raise ConfigError("--seeds resumes interrupted seeds by itself: rerun the same command without --resume")
+    runs = api.search_seeds(_parse_seeds(args.seeds), method=args.method, dataset=args.dataset, preset=args.preset,
+                            out=args.out, device=args.device, overrides=args.overrides, data_dir=args.data_dir,
+                            executor=args.executor, workers=args.workers, threads=args.threads,
+                            ray_address=args.ray_address)
+    for r in runs:
+        state = f"FAILED {r.error}" if r.error else f"{r.genotype_hash} valid_acc={r.valid_acc}" + \
+            (" (finished before)" if r.cached else "")
+        print(f"seed {r.seed}: {state}  [{r.run_dir}]")
+    print(f"summary: {Path(runs[0].run_dir).parent / 'seeds.json'}")
+    return 1 if any(r.error for r in runs) else 0
+
+
 def _search(args: argparse.Namespace) -> int:
+    if args.seeds is not None:
+        return _search_seeds(args)
     result = api.search(method=args.method, dataset=args.dataset, preset=args.preset, out=args.out,
                         seed=args.seed, device=args.device, resume=args.resume, overrides=args.overrides,
                         data_dir=args.data_dir, progress=not args.no_progress, threads=args.threads)
