@@ -33,6 +33,7 @@ from .parallel import distributed as ddp
 from .run import FollowerRun, RunDir, environment_info
 from .search import run_search
 from .strategies import STRATEGIES, SearchContext
+from .training.brief import DataRecipe, remember_data
 from .training.trainer import epoch_lr, train_network
 
 __all__ = ["search", "search_seeds", "train", "describe", "SearchResult", "SeedRun", "resolve_config", "load_data"]
@@ -213,8 +214,11 @@ def search(method: str = "darts", dataset: str | None = None, preset: str = "tin
 def _search(strategy_cls: type, method: str, preset: str, cfg: RunConfig, out: Path, dev: torch.device,
             resume: bool, progress: bool, dctx: ddp.DistContext) -> SearchResult:
     data = load_data(cfg, dev, progress and dctx.is_main)
+    recipe = DataRecipe.from_config(cfg, dev)
+    remember_data(recipe, data)  # candidates trained in this process reuse the loaded images
     ctx = SearchContext(num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size,
-                        steps_per_epoch=0, device=dev, generator=torch.Generator().manual_seed(cfg.seed))
+                        steps_per_epoch=0, device=dev, generator=torch.Generator().manual_seed(cfg.seed),
+                        data=recipe)
     with _seeded(cfg.seed, cfg.deterministic, dev):
         strategy = strategy_cls(cfg.search, ctx)
         weight_split = round(len(data.y_train) * cfg.data.train_portion) if strategy.needs_val_batch \

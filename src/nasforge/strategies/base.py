@@ -33,6 +33,9 @@ class SearchContext:
     steps_per_epoch: int
     device: torch.device
     generator: torch.Generator  # CPU generator for the strategy's own random draws (alpha init, sampling)
+    #: where the run's images come from (a picklable ``training.brief.DataRecipe``), for candidates trained in
+    #: other processes; None when a strategy is built outside a run
+    data: Any = None
 
 
 class Strategy(ABC):

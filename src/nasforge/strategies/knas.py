@@ -34,7 +34,7 @@ import torch
 from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
-from ..parallel import EXECUTOR_KINDS, check_executor, make_executor
+from ..parallel import make_executor
 from ..proxies import (PROXIES, NetworkSpec, ProxyScore, ScoreCache, default_cache_dir, resolve_options,
                        score_architecture, score_many)
 from ..proxies.scoring import data_id
@@ -56,15 +56,11 @@ class KnasConfig(SampleSelectConfig):
     proxy_options: list[str] = field(default_factory=list)  # e.g. [bn_mode=eval, drop_diagonal=true]
     proxy_samples: int = option(50, ge=1)  # images in the scoring batch (MGM uses its n_samples of them, 50 by default)
     cache_dir: str = ""  # score cache folder ("" = $NASFORGE_CACHE, else ~/.cache/nasforge/scores; "off" = none)
-    # > 1: score a repeat's candidates up front, this many at once (local processes or Ray tasks in flight)
-    workers: int = option(1, ge=1)
-    executor: str = option("local", choices=EXECUTOR_KINDS)  # ray: every candidate a Ray task (nasforge[ray])
-    ray_address: str = ""  # Ray cluster to join ("auto", "HOST:6379"; "" = start a local Ray)
-    threads: int = option(0, ge=0)  # torch threads per worker (0 = cores / workers locally, a task's CPUs on Ray)
+    # workers/executor/ray_address/threads (SampleSelectConfig): with workers > 1 or Ray, a repeat's candidates
+    # are scored up front through the executor, as the shortlist's brief training is
 
     def validate(self) -> None:
         super().validate()
-        check_executor(self.executor, self.ray_address or None, flag="executor")
         if self.top_k > self.n_samples:
             raise ConfigError(f"top_k={self.top_k} is out of range: must be <= n_samples ({self.n_samples}), the "
                               f"pool it is drawn from (e.g. top_k=40 of n_samples=300)")

@@ -6,9 +6,11 @@ screen them one per step (KNAS scores each with a proxy; random search looks at 
 
 * ``selection: benchmark`` — by the NAS-Bench-201 table's 12-epoch validation accuracy of ``benchmark_dataset``
   (what "train each briefly and validate" costs nothing to look up; the KNAS code does the same);
-* ``selection: train`` — by real training: each shortlisted network gets ``train_steps`` SGD steps on the loop's
-  training batches (NB201 recipe: Nesterov momentum 0.9, weight decay 5e-4, cosine learning rate) and is
-  validated on the architecture split's batches of its last ``eval_batches`` steps.
+* ``selection: train`` — by real training: each shortlisted network gets ``train_steps`` SGD steps on the weight
+  split (NB201 recipe: Nesterov momentum 0.9, weight decay 5e-4, cosine learning rate) and is validated on
+  ``eval_batches`` batches of the architecture split (:mod:`nasforge.training.brief`). The shortlist is trained
+  at the end of the repeat through the configured executor (``workers`` local processes or Ray tasks); each
+  candidate draws its batches from its own seeds, so the choice does not depend on the number of workers.
 
 After the repeats the chosen architectures' 200-epoch test accuracies (mean ± std) and the search cost go to
 ``result.json`` and ``report.md``. A method without a supernet: ``model`` is the network in training, if any.
@@ -17,7 +19,6 @@ After the repeats the chosen architectures' 200-epoch test accuracies (mean ± s
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -25,16 +26,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..benchmarks import COLUMN_ALIASES, SELECTION_COLUMNS, NB201Table, load_nb201
 from ..config import option
 from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
-from ..models import init_network
-from ..models.nb201 import NB201Network
+from ..parallel import EXECUTOR_KINDS, check_executor, make_executor
 from ..spaces import NB201Arch, NB201Space
 from ..spaces.nb201 import NB201_SIZE
+from ..training.brief import BriefTraining, train_briefly
 from .base import Batch, SearchContext, Strategy
 
 __all__ = ["SampleSelectConfig", "SampleSelect", "RepeatRecord"]
@@ -64,8 +64,13 @@ class SampleSelectConfig:
     train_lr: float = option(0.1, gt=0)
     train_momentum: float = option(0.9, ge=0, lt=1)
     train_weight_decay: float = option(5e-4, ge=0)
-    # selection=train: validation batches (the last steps of each training) per candidate
+    # selection=train: validation batches per candidate after its training
     eval_batches: int = option(10, ge=1)
+    # > 1: evaluate candidates this many at once (local processes or Ray tasks in flight)
+    workers: int = option(1, ge=1)
+    executor: str = option("local", choices=EXECUTOR_KINDS)  # ray: every candidate a Ray task (nasforge[ray])
+    ray_address: str = ""  # Ray cluster to join ("auto", "HOST:6379"; "" = start a local Ray)
+    threads: int = option(0, ge=0)  # torch threads per worker (0 = cores / workers locally, a task's CPUs on Ray)
 
     @property
     def epochs(self) -> int:
@@ -73,6 +78,7 @@ class SampleSelectConfig:
         return self.repeats
 
     def validate(self) -> None:
+        check_executor(self.executor, self.ray_address or None, flag="executor")
         if len(self.index_range) != 2 or self.index_range[0] > self.index_range[1]:
             raise ConfigError(f"index_range={self.index_range} is out of range: must be [first, last] with first <= "
                               f"last (e.g. [0, 5000])")
@@ -153,11 +159,9 @@ class SampleSelect(Strategy):
 
     @property
     def model(self) -> nn.Module:
-        return self._net if self._net is not None else nn.Module()
+        return nn.Module()  # no network lives in the search process (candidates train in executor workers)
 
-    @property
-    def needs_val_batch(self) -> bool:  # type: ignore[override]
-        return self.config.selection == "train"
+    needs_val_batch = False  # selection by training draws its own batches (training.brief)
 
     @property
     def shortlist_size(self) -> int:
@@ -165,8 +169,7 @@ class SampleSelect(Strategy):
 
     @property
     def steps_per_epoch(self) -> int:
-        train = self.shortlist_size * self.config.train_steps if self.config.selection == "train" else 0
-        return self.config.n_samples + train
+        return self.config.n_samples
 
     def begin_epoch(self, epoch: int) -> None:
         self._begin(epoch)
@@ -182,22 +185,15 @@ class SampleSelect(Strategy):
         self._hits = 0
         self._short: list[int] | None = None
         self._values: list[float] = []
-        self._net: nn.Module | None = None
         self._t0 = time.perf_counter()
         self._select_s = 0.0
 
     def step(self, train_batch: Batch, val_batch: Batch | None) -> dict[str, float]:
         pos, self._pos = self._pos, self._pos + 1
-        n = len(self._candidates)
-        if pos < n:  # phase 1: screening, one candidate per step
-            genotype = NB201Arch.from_index(self._candidates[pos]).genotype()
-            return {"loss": 0.0, **self.screen(pos, genotype, train_batch)}
-        if self._short is None:
-            self._short = self.shortlist()
-        t0 = time.perf_counter()
-        metrics = self._train_step(pos - n, train_batch, val_batch)  # phase 2 (selection=train only)
-        self._select_s += time.perf_counter() - t0
-        return metrics
+        if pos >= len(self._candidates):
+            return {"loss": 0.0}
+        genotype = NB201Arch.from_index(self._candidates[pos]).genotype()  # screening, one candidate per step
+        return {"loss": 0.0, **self.screen(pos, genotype, train_batch)}
 
     def end_epoch(self, epoch: int) -> list[str]:
         if self._short is None:
@@ -209,8 +205,11 @@ class SampleSelect(Strategy):
             assert self.table is not None
             column = SELECTION_COLUMNS[self.benchmark_dataset]
             self._values = [float(self.table.column(column)[self._candidates[p]]) for p in short]
+        else:
+            self._values = self._train_shortlist(short)
         values = self._values[:len(short)]
-        best = short[int(np.argmax(values))] if values else short[0]
+        ranked = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
+        best = short[int(np.argmax(ranked))] if values else short[0]
         chosen = self._candidates[best]
         rec = RepeatRecord(
             repeat=epoch, seed=self.base_seed + epoch, candidates=list(self._candidates), scores=list(self._scores),
@@ -229,43 +228,28 @@ class SampleSelect(Strategy):
         return {k: row[COLUMN_ALIASES[k]] for k in _REPORTED}
 
     # -- selection by brief training ------------------------------------------------------------------------
-    def _train_step(self, k: int, batch: Batch, val_batch: Batch | None) -> dict[str, float]:
-        c, steps = self.config, self.config.train_steps
-        which, s = divmod(k, steps)
-        if which >= len(self._short or []):
-            return {"loss": 0.0}
-        if s == 0:  # a new candidate: fresh network, optimiser and validation counters
-            index = self._candidates[self._short[which]]
-            net = NB201Network(NB201Arch.from_index(index).genotype(), self.context.num_classes, c.channels,
-                               c.cells_per_stage, self.context.in_channels)
-            gen = torch.Generator().manual_seed(self.base_seed * len(self.space) + index)  # per (seed, architecture)
-            self._net = init_network(net, gen).to(self.context.device)
-            self._opt = torch.optim.SGD(self._net.parameters(), lr=c.train_lr, momentum=c.train_momentum,
-                                        weight_decay=c.train_weight_decay, nesterov=c.train_momentum > 0)
-            self._correct, self._seen = 0, 0
-        net = self._net
-        assert net is not None
-        for g in self._opt.param_groups:
-            g["lr"] = 0.5 * c.train_lr * (1 + math.cos(math.pi * s / steps))
-        net.train()
-        x, y = batch
-        logits = net(x)[0]
-        loss = F.cross_entropy(logits, y)
-        self._opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        self._opt.step()
-        metrics = {"loss": float(loss.detach())}
-        if s >= steps - c.eval_batches and val_batch is not None:
-            net.eval()
-            with torch.no_grad():
-                self._correct += int((net(val_batch[0])[0].argmax(1) == val_batch[1]).sum())
-            self._seen += len(val_batch[1])
-        if s == steps - 1:
-            acc = 100.0 * self._correct / max(self._seen, 1)
-            self._values.append(acc)
-            metrics["candidate_valid_acc"] = acc
-        return metrics
+    def _train_shortlist(self, short: list[int]) -> list[float]:
+        """Validation accuracy of every shortlisted candidate after brief training, through the executor; a
+        candidate that fails is logged and ranks last (NaN)."""
+        c, ctx = self.config, self.context
+        if ctx.data is None:
+            raise ConfigError("selection=train needs the run's data recipe (SearchContext.data); run it through "
+                              "nasforge.search or the CLI")
+        jobs = []
+        for p in short:
+            index = self._candidates[p]
+            jobs.append(BriefTraining(
+                NB201Arch.from_index(index).genotype(), index, ctx.num_classes, ctx.in_channels, c.channels,
+                c.cells_per_stage, c.train_steps, c.train_lr, c.train_momentum, c.train_weight_decay, c.eval_batches,
+                self.base_seed, self.base_seed * len(self.space) + index))  # init seed: per (seed, architecture)
+        t0 = time.perf_counter()
+        with make_executor(c.executor, c.workers, c.threads or None, c.ray_address or None) as executor:
+            outcomes = executor.map(train_briefly, jobs, shared=ctx.data)
+        self._select_s = time.perf_counter() - t0
+        for p, o in zip(short, outcomes):
+            if not o.ok:
+                _log.warning(f"brief training of NB201 #{self._candidates[p]} failed: {o.error}")
+        return [float(o.value) if o.ok else float("nan") for o in outcomes]
 
     # -- results -----------------------------------------------------------------------------------------
     def export(self) -> Genotype:
