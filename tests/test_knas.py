@@ -84,7 +84,7 @@ def test_random_search_is_reported_like_knas(tmp_path):
 
 
 def test_selection_by_brief_training_and_retraining_the_result(tmp_path):
-    run = _search(tmp_path, "t", preset="tiny-train")
+    run = _search(tmp_path, "t", preset="tiny-train", overrides=["search.threads=1"])  # as each of 2 workers
     res = _result(run)
     assert res["selection"] == "train" and len(res["per_repeat"]) == 2
     for r in res["per_repeat"]:

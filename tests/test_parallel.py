@@ -172,11 +172,13 @@ def test_knas_selects_the_same_on_ray_as_locally(ray_session, tmp_path, data_roo
         run = nasforge.search(method="knas", preset="tiny", out=tmp_path / kind, seed=1, progress=False,
                               overrides=[f"search.executor={kind}", "search.workers=2", "search.threads=1",
                                          "search.repeats=1", "search.n_samples=6", "search.top_k=2",
+                                         "search.selection=train", "search.train_steps=6", "search.eval_batches=2",
                                          f"search.cache_dir={tmp_path / (kind + '-cache')}"])
         runs[kind] = torch.load(run.run_dir / "checkpoints" / "last.pt", weights_only=False)["strategy"]["records"]
     fields = ("candidates", "scores", "shortlist", "chosen", "selection_values")
     assert [{k: r[k] for k in fields} for r in runs["ray"]] == [{k: r[k] for k in fields} for r in runs["local"]]
     assert len(runs["ray"][0]["scores"]) == 6 and all(math.isfinite(s) for s in runs["ray"][0]["scores"])
+    assert len(runs["ray"][0]["selection_values"]) == 2  # the shortlist trained as Ray tasks, chosen alike
 
 
 # -- repeated seeds of a search through the executor -----------------------------------------------------------
