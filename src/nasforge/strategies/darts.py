@@ -27,6 +27,7 @@ from ..spaces import DartsSpace
 from ..spaces.nb201 import NB201Space
 from ..supernets import NB201SuperNet, SuperNet
 from .base import STRATEGIES, Batch, SearchContext, Strategy
+from ..parallel.distributed import average_gradients, average_param_grads
 from .hypergrad import first_order_arch_grads, second_order_arch_grads
 
 __all__ = ["Darts", "DartsConfig", "BilevelConfig", "cosine_lr"]
@@ -157,15 +158,18 @@ class Darts(Strategy):
     def arch_step(self, train_batch: Batch, val_batch: Batch) -> float:
         arch = self.net.arch_parameters()
         val_loss = lambda: self.arch_loss(val_batch)  # noqa: E731
+        n_val, n_train = len(val_batch[1]), len(train_batch[1])
         if self.config.order == "first":
             loss, grads = first_order_arch_grads(val_loss, arch)
+            grads = average_gradients(grads, n_val)
         else:
             weights = self.net.weight_parameters()
             momenta = [self.w_optimizer.state.get(w, {}).get("momentum_buffer") for w in weights]
             loss, grads = second_order_arch_grads(
                 self.net, lambda: F.cross_entropy(self.net(train_batch[0]), train_batch[1]), val_loss, weights,
                 arch, xi=self.lr, momentum=self.config.w_momentum, weight_decay=self.config.w_weight_decay,
-                momentum_buffers=momenta)
+                momentum_buffers=momenta, reduce_train=lambda g: average_gradients(g, n_train),
+                reduce_val=lambda g: average_gradients(g, n_val))
         for p, g in zip(arch, grads):
             p.grad = g
         if self.config.arch_grad_clip > 0:
@@ -192,6 +196,7 @@ class Darts(Strategy):
         finally:
             for p in arch:
                 p.requires_grad_(True)
+        average_param_grads(self.net.weight_parameters(), len(y))  # data-parallel: the global batch's gradient
         if self.config.w_grad_clip > 0:
             nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.w_grad_clip)
         self.w_optimizer.step()
