@@ -60,6 +60,8 @@ class BilevelConfig:
     checkpoint_edges: bool = True  # recompute edge activations in backward: ~2x less peak memory, ~1/3 more time
     # speed (docs/performance.md); each gives the same results within float tolerance (tests/test_fastpath.py)
     fused: bool = option(True)  # all edges leaving a node computed together: far fewer, larger kernels
+    # fused + checkpoint_edges: edges of one node recomputed together (more = faster, higher transient peak)
+    recompute_chunk: int = option(4, ge=1)
     channels_last: bool = option(False)  # NHWC activations: faster BN and pools on CPU, tensor cores on GPU
     amp: bool = option(False)  # bf16 autocast of the supernet forward (a GPU option; looser agreement)
     compile: bool = option(False)  # torch.compile each search cell (GPU option; slow to compile on CPU)
@@ -112,7 +114,7 @@ class Darts(Strategy):
         net = SuperNet(self.space, channels or c.channels, ctx.num_classes, layers, in_channels=ctx.in_channels,
                        weighting=c.weighting, alive=alive, generator=ctx.generator)
         return net.configure(fused=c.fused, checkpoint_edges=c.checkpoint_edges, amp=c.amp,
-                             channels_last=c.channels_last, compile=c.compile)
+                             channels_last=c.channels_last, compile=c.compile, recompute_chunk=c.recompute_chunk)
 
     def use_supernet(self, net: nn.Module) -> None:
         """Search ``net`` from now on, with fresh optimizers (P-DARTS starts every stage this way)."""

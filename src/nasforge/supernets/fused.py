@@ -260,16 +260,24 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                     dest.extend(slots[i] for i in idx)
                     outs.append(d if len(idx) == s else d[:, :, idx])
         d_all = torch.cat(outs_sep + outs_dil, 2) if len(outs_sep) + len(outs_dil) > 1 else (outs_sep + outs_dil)[0]
+        # intermediates are dropped as soon as they are consumed: under recomputation nothing is saved, and the
+        # block's transient memory is then what bounds the peak
+        del outs_sep, outs_dil, d
         all_slots = sep_slots + dil_slots
         g = len(all_slots)
         d_all = d_all.reshape(n, c, g, h * wd).transpose(1, 2)  # [N, G, C, P]
         n_sep = len(sep_slots)
         # sep and dil pointwise apart: a BN saving a slice of a shared output would keep all of it alive
         d_sep, d_dil = d_all.split([n_sep, g - n_sep], 1)
+        del d_all
+        p1_dil = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in dil_slots], d_dil) if dil_slots else None
+        del d_dil
         if n_sep:
             p1 = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in sep_slots], d_sep)
-            mid = p1.reshape(n, n_sep * c, h, wd)
-            mid = F.relu(_batch_norm(mid, [_stages(op)[0][2] for _, _, op, _ in sep_slots], None))
+            del d_sep
+            mid = F.relu(_batch_norm(p1.reshape(n, n_sep * c, h, wd),
+                                     [_stages(op)[0][2] for _, _, op, _ in sep_slots], None))
+            del p1
             # stage 2: one depthwise call per stage-2 geometry (grouped over the slots' channels)
             by_geo: dict[tuple, list[int]] = {}
             for i, sl in enumerate(sep_slots):
@@ -286,16 +294,21 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                 w = torch.cat([dw.weight for dw in dws]).to(mid.dtype)
                 outs2.append(F.conv2d(src, w, groups=len(idx) * c, **_conv_args(geometry)))
                 order.extend(idx)
+            del mid, srcs, src
             d2 = torch.cat(outs2, 1) if len(outs2) > 1 else outs2[0]
+            del outs2
             sep_slots = [sep_slots[i] for i in order]
-            d2 = d2.reshape(n, n_sep, c, h * wd)
-            p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2)
+            p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2.reshape(n, n_sep, c, h * wd))
+            del d2
             final_pre.append(p2.view(n, n_sep, c, h, wd))
+            del p2
             final_bns += [_stages(op)[1][2] for _, _, op, _ in sep_slots]
             final_w += [(e, col) for e, col, _, _ in sep_slots]
+        else:
+            del d_sep
         if dil_slots:
-            p1 = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in dil_slots], d_dil)
-            final_pre.append(p1.view(n, g - n_sep, c, h, wd))
+            final_pre.append(p1_dil.view(n, g - n_sep, c, h, wd))
+            del p1_dil
             final_bns += [_stages(op)[0][2] for _, _, op, _ in dil_slots]
             final_w += [(e, col) for e, col, _, _ in dil_slots]
     if frs:
@@ -310,15 +323,18 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         s = len(ops)
         pre = torch.stack([a.reshape(n, s, half, h2, w2), b.reshape(n, s, half, h2, w2)], 2)  # [N, S, 2, C/2, H, W]
         final_pre.append(pre.view(n, s, 2 * half, h2, w2))
+        del a, b, shifted, pre
         final_bns += [op.bn for op in ops]
         final_w += [(e, col) for e, col, _ in frs]
     if final_pre:
         pre = torch.cat(final_pre, 1) if len(final_pre) > 1 else final_pre[0]
+        final_pre.clear()
         n, s, c, h, wd = pre.shape
         e_idx = torch.tensor([e for e, _ in final_w], device=rows.device)
         c_idx = torch.tensor([col for _, col in final_w], device=rows.device)
         w = rows[e_idx, c_idx]
         out = _batch_norm(pre.reshape(n, s * c, h, wd), final_bns, w.repeat_interleave(c))
+        del pre
         parts.append(out.reshape(n, s, c, h, wd))
         slot_edges += [e for e, _ in final_w]
     for kind, slots in pools.items():

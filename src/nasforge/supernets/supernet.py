@@ -128,6 +128,7 @@ class SearchCell(nn.Module):
         self.multiplier = space.nodes
         self.recompute = "none"  # see RECOMPUTE_MODES
         self.fused = False  # compute all edges leaving a node together (supernets/fused.py)
+        self.recompute_chunk = 4  # fused + recompute: edges checkpointed together (see _source_block)
         n_in = space.n_inputs
         self._out_edges: list[list[int]] = [[] for _ in range(n_in + space.nodes)]
         for e, (src, _) in enumerate(space.edges):
@@ -161,19 +162,27 @@ class SearchCell(nn.Module):
         edges = [self.edges[e] for e in out]
         rows = weights[out[0]:out[-1] + 1] if out == list(range(out[0], out[-1] + 1)) else weights[out]
         if self.recompute == "edges" and self.training and torch.is_grad_enabled():
-            if not any(edge.columns for edge in edges):
-                return [None] * len(edges)
+            # checkpointed in chunks of at most `recompute_chunk` edges: what backward recomputes at once (the
+            # transient peak) stays near the plain path's one edge, the kernels stay batched over the chunk
+            ys: list[torch.Tensor | None] = []
+            size = max(1, self.recompute_chunk)
+            for i in range(0, len(edges), size):
+                chunk = edges[i:i + size]
+                if not any(edge.columns for edge in chunk):
+                    ys += [None] * len(chunk)
+                    continue
 
-            def block(a: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor | None]:
-                cache: list[torch.Tensor] = []
+                def block(a: torch.Tensor, w: torch.Tensor, chunk=chunk) -> list[torch.Tensor | None]:
+                    cache: list[torch.Tensor] = []
 
-                def relu() -> torch.Tensor:
-                    if not cache:
-                        cache.append(F.relu(a))
-                    return cache[0]
-                return fused_source_forward(a, relu, edges, w, self.training, _weighted)
-            return checkpoint(block, x, rows, use_reentrant=False,
-                              context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(edges)))
+                    def relu() -> torch.Tensor:
+                        if not cache:
+                            cache.append(F.relu(a))
+                        return cache[0]
+                    return fused_source_forward(a, relu, chunk, w, self.training, _weighted)
+                ys += checkpoint(block, x, rows[i:i + size], use_reentrant=False,
+                                 context_fn=lambda chunk=chunk: (contextlib.nullcontext(), _frozen_bn_stats(chunk)))
+            return ys
         return fused_source_forward(x, x_relu, edges, rows, self.training, _weighted)
 
     def _forward_fused(self, states: list[torch.Tensor], relu_of: Callable[[int], Callable[[], torch.Tensor]],
@@ -332,7 +341,7 @@ class SuperNet(ArchParametersMixin, nn.Module):
                 cell._compiled_call_impl = None
 
     def configure(self, *, fused: bool = False, checkpoint_edges: bool = False, amp: bool = False,
-                  channels_last: bool = False, compile: bool = False) -> "SuperNet":
+                  channels_last: bool = False, compile: bool = False, recompute_chunk: int = 4) -> "SuperNet":
         """Apply a strategy config's speed and memory options (``search.fused`` and friends)."""
         if channels_last and not fused:
             # measured: the plain path's alpha gradients in channels-last differ from NCHW by up to ~1e-2 in a
@@ -340,6 +349,8 @@ class SuperNet(ArchParametersMixin, nn.Module):
             raise ConfigError("search.channels_last needs search.fused=true (docs/performance.md)")
         self.set_fused(fused)
         self.set_checkpoint_edges(checkpoint_edges)
+        for cell in self.cells:
+            cell.recompute_chunk = recompute_chunk
         self.set_amp(amp)
         if channels_last or getattr(self, "channels_last", False):
             self.set_channels_last(channels_last)
