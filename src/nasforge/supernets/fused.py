@@ -201,6 +201,31 @@ def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor
     return torch.matmul(w.to(h.dtype), h)
 
 
+def _depthwise_shared(r_cl: torch.Tensor, weights: Sequence[torch.Tensor], geometry: tuple) -> torch.Tensor:
+    """``[N, S, C, H', W']``: slot s = depthwise conv of the shared input with ``weights[s]``. Measured on this
+    CPU (docs/performance.md): channels-last input throughout; dilation 1 as one call per slot (mkldnn's
+    dilation-1 depthwise kernel is fast and loses its speed with a channel multiplier), dilation > 1 as one call
+    with channel multiplier S."""
+    n, c = r_cl.shape[:2]
+    s = len(weights)
+    args = _conv_args(geometry)
+    if geometry[3] == (1, 1) or s == 1:
+        outs = [F.conv2d(r_cl, w.to(r_cl.dtype), groups=c, **args) for w in weights]
+        return torch.stack(outs, 1).contiguous()
+    w = torch.stack(weights, 1).reshape(c * s, 1, *weights[0].shape[-2:]).to(r_cl.dtype)
+    d = F.conv2d(r_cl, w, groups=c, **args)  # channel c*s + slot
+    h, wd = d.shape[-2:]
+    return d.reshape(n, c, s, h, wd).transpose(1, 2).contiguous()
+
+
+def _cat_slots(parts: Sequence[torch.Tensor], n: int, c: int, p: int) -> torch.Tensor | None:
+    """``[N, S, C, P]`` contiguous from ``[N, S_i, C, H, W]`` parts (None when there are none)."""
+    if not parts:
+        return None
+    out = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+    return out.reshape(n, out.shape[1], c, p)
+
+
 def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], edges: Sequence[nn.Module],
                          rows: torch.Tensor, training: bool,
                          fallback: Callable[..., torch.Tensor]) -> list[torch.Tensor | None]:
@@ -242,34 +267,28 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
     if convs:
         r = x_relu()
         n, c = r.shape[:2]
-        # stage 1: one depthwise call per geometry for all its slots (channel multiplier over the shared input)
+        # stage 1: the first depthwise conv of every slot, on the shared input; [N, S, C, P] per geometry
         sep_slots: list[tuple] = []  # (edge, col, op, geometry2) in stage-1 output order: seps first, then dils
         dil_slots: list[tuple] = []
         outs_sep, outs_dil = [], []
+        r_cl = r.contiguous(memory_format=torch.channels_last)
         for geometry, slots in convs.items():
-            dws = [_stages(op)[0][0] for _, _, op, _ in slots]
-            s = len(slots)
-            w = torch.stack([d.weight for d in dws], 1).reshape(c * s, 1, *dws[0].kernel_size).to(r.dtype)
-            d = F.conv2d(r, w, groups=c, **_conv_args(geometry))  # channel c*s + slot
+            d = _depthwise_shared(r_cl, [_stages(op)[0][0].weight for _, _, op, _ in slots], geometry)
             h, wd = d.shape[-2:]
-            d = d.reshape(n, c, s, h, wd)
             seps = [i for i, sl in enumerate(slots) if sl[3] is not None]
             dils = [i for i, sl in enumerate(slots) if sl[3] is None]
             for idx, dest, outs in ((seps, sep_slots, outs_sep), (dils, dil_slots, outs_dil)):
                 if idx:
                     dest.extend(slots[i] for i in idx)
-                    outs.append(d if len(idx) == s else d[:, :, idx])
-        d_all = torch.cat(outs_sep + outs_dil, 2) if len(outs_sep) + len(outs_dil) > 1 else (outs_sep + outs_dil)[0]
+                    outs.append(d if len(idx) == len(slots) else d[:, idx])
         # intermediates are dropped as soon as they are consumed: under recomputation nothing is saved, and the
         # block's transient memory is then what bounds the peak
-        del outs_sep, outs_dil, d
-        all_slots = sep_slots + dil_slots
-        g = len(all_slots)
-        d_all = d_all.reshape(n, c, g, h * wd).transpose(1, 2)  # [N, G, C, P]
-        n_sep = len(sep_slots)
+        del r_cl, d
+        n_sep, g = len(sep_slots), len(sep_slots) + len(dil_slots)
         # sep and dil pointwise apart: a BN saving a slice of a shared output would keep all of it alive
-        d_sep, d_dil = d_all.split([n_sep, g - n_sep], 1)
-        del d_all
+        d_sep = _cat_slots(outs_sep, n, c, h * wd)
+        d_dil = _cat_slots(outs_dil, n, c, h * wd)
+        del outs_sep, outs_dil
         p1_dil = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in dil_slots], d_dil) if dil_slots else None
         del d_dil
         if n_sep:
@@ -304,8 +323,6 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
             del p2
             final_bns += [_stages(op)[1][2] for _, _, op, _ in sep_slots]
             final_w += [(e, col) for e, col, _, _ in sep_slots]
-        else:
-            del d_sep
         if dil_slots:
             final_pre.append(p1_dil.view(n, g - n_sep, c, h, wd))
             del p1_dil
