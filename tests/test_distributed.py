@@ -89,6 +89,17 @@ def test_gold_nas_ranks_prune_alike(tmp_path):
     assert any(row["pruned"] > 0 for row in rows)  # decisions were taken, and taken alike
 
 
+@pytest.mark.parametrize("method, settings", [
+    ("pdarts", ["data.n_train=200"]),  # three stages: new supernets and op masks mid-run
+    ("entrannas", ["data.n_train=200", "search.epochs=2"]),  # Engine- and Transit-cells, derived every forward
+])
+def test_every_supernet_method_keeps_its_ranks_identical(method, settings, tmp_path):
+    res = _torchrun("search", str(tmp_path / "ranks"), str(tmp_path / "run"), method, *settings)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = _ranks(tmp_path / "ranks")
+    assert r0 == r1 and r0["arch_history"]
+
+
 def test_only_rank_0_writes(ddp_darts, tmp_path):
     run = ddp_darts / "run"
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "genotype.json", "report.md",
