@@ -107,7 +107,11 @@ def test_expected_cost_is_differentiable_in_the_architecture():
 
 
 def test_tiny_preset_front_and_reported_params_match_training(tmp_path):
-    res = nasforge.search("gold-nas", dataset="digits", preset="tiny", out=tmp_path / "g", progress=False)
+    # The front's size is a property of one trajectory: 16 epochs of pruning decisions amplify float-order
+    # differences, and the fused path's trajectory (same step within 1e-7, tests/test_fastpath.py) ends with a
+    # 2-point front, the plain path's with 3. This test pins the plain path's.
+    res = nasforge.search("gold-nas", dataset="digits", preset="tiny", out=tmp_path / "g", progress=False,
+                          overrides=["search.fused=false"])
     run = res.run_dir
     rows = list(csv.DictReader(open(run / "pareto.csv")))
     assert len(rows) >= 3
