@@ -173,7 +173,7 @@ def main() -> None:
         print(json.dumps(profile_step(strategy, train_b, val_b, s, args.top, device)))
         return
     out = {"method": args.method, "stage": args.stage, "order": args.order, "width": args.width, "cells": cells,
-           "ops_per_edge": int(strategy.net.alive("normal").sum(1).float().mean()),
+           "ops_per_edge": int(strategy.net.alive(strategy.net.arch_keys()[0]).sum(1).float().mean()),
            "checkpoint_edges": bool(getattr(cfg, "checkpoint_edges", False)),
            "fused": bool(getattr(cfg, "fused", False)),
            "batch": args.batch, "steps": args.steps, "device": str(device), "threads": torch.get_num_threads(),
