@@ -22,8 +22,8 @@ For one source with E outgoing edges:
 * FactorizedReduce (the stride-2 skip): the E edges' ``conv_1``s are one conv, their ``conv_2``s another.
 * Identity: ``w_e · x`` (P-DARTS skip dropout applied per edge, after identity).
 * Any other op (``conv_7x1_1x7``, NB201 convs, affine BNs, ...) runs through the plain per-op path.
-* In a multi-process (data-parallel) run the cells use the plain path: its BNs synchronise their batch
-  statistics over the ranks (``ops.norm``), the grouped BNs here do not.
+* In a data-parallel run whose BNs were converted to synchronise (``ops.norm.sync_batch_norms``), the grouped
+  BNs take their batch statistics over all ranks too (``ops.norm.functional_batch_norm``).
 
 The per-op ``nn.Module`` parameters stay the source of truth: grouped weights are built by ``torch.cat`` /
 ``torch.stack`` of the existing parameters in every forward, so optimizers, ``remove_op``, alive masks and
@@ -36,22 +36,16 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
 from ..ops import FactorizedReduce, Identity
+from ..ops.norm import functional_batch_norm, synchronised
 from ..ops.primitives import DilConv, Pool, SepConv
 
-__all__ = ["fused_source_forward", "op_kind", "fused_available"]
+__all__ = ["fused_source_forward", "op_kind"]
 
 _UNSET = object()
-
-
-def fused_available() -> bool:
-    """False in a multi-process run: BN statistics are then synchronised over the ranks op by op
-    (``ops.norm.batch_norm``), which the grouped BNs here do not do; cells use the plain path there."""
-    return not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
 
 
 def _plain_bn(bn: nn.Module) -> bool:
@@ -135,7 +129,7 @@ def _conv_args(geometry: tuple) -> dict:
 
 
 def _batch_norm(h: torch.Tensor, bns: Sequence[nn.BatchNorm2d], weight: torch.Tensor | None) -> torch.Tensor:
-    """One ``F.batch_norm`` over channels concatenated from ``bns`` (non-affine, so exact per channel); each
+    """One batch norm over channels concatenated from ``bns`` (non-affine, so exact per channel); each
     BN's running statistics are gathered, updated as that BN would, and written back."""
     bn0 = bns[0]
     momentum, eps, training, track = bn0.momentum, bn0.eps, bn0.training, bn0.track_running_stats
@@ -147,8 +141,7 @@ def _batch_norm(h: torch.Tensor, bns: Sequence[nn.BatchNorm2d], weight: torch.Te
         rv = torch.cat([bn.running_var for bn in bns])
     else:
         rm = rv = None
-    out = F.batch_norm(h, rm, rv, weight=weight, bias=None, training=training or not track, momentum=momentum,
-                       eps=eps)
+    out = functional_batch_norm(h, rm, rv, weight, None, training or not track, momentum, eps, synchronised(bn0))
     if training and track:
         with torch.no_grad():
             if momentum != 0:
@@ -174,13 +167,14 @@ def _pool_bn(p: torch.Tensor, bns: Sequence[nn.BatchNorm2d], w: torch.Tensor) ->
     if track:  # the same calls when recomputed for backward (momentum 0), so checkpointing sees the same graph
         mean = torch.zeros(p.shape[1], dtype=bn0.running_mean.dtype, device=p.device)
         var = torch.ones(p.shape[1], dtype=bn0.running_var.dtype, device=p.device)
-        n = F.batch_norm(p, mean, var, training=True, momentum=1.0, eps=bn0.eps)  # mean/var := batch stats
+        n = functional_batch_norm(p, mean, var, None, None, True, 1.0, bn0.eps,  # mean/var := batch stats
+                                  synchronised(bn0))
         if momentum != 0:
             with torch.no_grad():
                 torch._foreach_lerp_([bn.running_mean for bn in bns], [mean] * len(bns), momentum)
                 torch._foreach_lerp_([bn.running_var for bn in bns], [var] * len(bns), momentum)
     else:
-        n = F.batch_norm(p, None, None, training=True, eps=bn0.eps)
+        n = functional_batch_norm(p, None, None, None, None, True, 0.1, bn0.eps, synchronised(bn0))
     if track:
         with torch.no_grad():
             torch._foreach_add_([bn.num_batches_tracked for bn in bns], 1)

@@ -28,7 +28,7 @@ from ..ops.primitives import split_final_bn
 from ..spaces import DartsSpace, reduction_positions
 from ..models.heads import AuxiliaryHeadCIFAR
 from .arch import ArchParametersMixin
-from .fused import fused_available, fused_source_forward
+from .fused import fused_source_forward
 from .weighting import WEIGHTINGS
 
 __all__ = ["MixedEdge", "SearchCell", "SuperNet", "reduction_positions", "RECOMPUTE_MODES"]
@@ -215,7 +215,7 @@ class SearchCell(nn.Module):
                 return relu_cache[i]
             return get
 
-        if self.fused and fused_available():
+        if self.fused:
             return self._forward_fused(states, relu_of, weights)
         e = 0
         for j in range(self.space.nodes):
