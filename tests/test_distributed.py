@@ -60,9 +60,13 @@ def test_one_step_on_two_ranks_equals_one_process_on_the_whole_batch(tmp_path):
     res = _torchrun("step", str(tmp_path / "ddp.pt"))
     assert res.returncode == 0, res.stderr[-3000:]
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
-    torch.set_num_threads(1)
-    for case in ddp_worker.STEP_CASES:
-        single = ddp_worker.one_step(case, shard=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank ran
+    try:
+        singles = {case: ddp_worker.one_step(case, shard=False) for case in ddp_worker.STEP_CASES}
+    finally:
+        torch.set_num_threads(before)  # later tests compare against runs with the default threads
+    for case, single in singles.items():
         for opt in ("w_optimizer", "a_optimizer"):
             a, b = ddp[case]["grads"][opt], single["grads"][opt]
             assert len(a) == len(b) > 0, (case, opt)

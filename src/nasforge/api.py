@@ -116,6 +116,7 @@ def _distributed(device: torch.device, threads: int | None) -> Iterator[tuple[dd
     device (``cuda`` becomes ``cuda:LOCAL_RANK``). Ranks other than 0 keep quiet: rank 0 speaks for the job."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
+    before = torch.get_num_threads()  # the library leaves the caller's thread count as it found it
     ctx, device, owned = ddp.setup(device, threads)
     if threads and not ddp.launched_by_torchrun():
         torch.set_num_threads(threads)
@@ -127,6 +128,7 @@ def _distributed(device: torch.device, threads: int | None) -> Iterator[tuple[dd
     finally:
         _log.setLevel(level)
         ddp.teardown(owned)
+        torch.set_num_threads(before)
 
 
 def _check_out(out: Path, resume: bool, ctx: ddp.DistContext) -> None:
