@@ -87,7 +87,7 @@ def _ddp_worker(args: argparse.Namespace) -> None:
                    SearchContext(num_classes=10, in_channels=3, image_size=32, steps_per_epoch=1, device=device,
                                  generator=torch.Generator().manual_seed(0)))
     strategy.begin_epoch(0)
-    if ctx.active:
+    if ctx.active and not args.ddp_per_rank_bn:
         sync_batch_norms(strategy.model)
     g = torch.Generator().manual_seed(1)
     batch = lambda: (torch.randn(args.ddp_batch, 3, 32, 32, generator=g).to(device),  # noqa: E731
@@ -121,7 +121,8 @@ def _ddp_worker(args: argparse.Namespace) -> None:
 def _ddp_row(args: argparse.Namespace, processes: int) -> dict[str, Any]:
     me = [str(Path(__file__).resolve()), "--ddp-worker", "--ddp-width", str(args.ddp_width), "--ddp-cells",
           str(args.ddp_cells), "--ddp-batch", str(args.ddp_batch), "--ddp-steps", str(args.ddp_steps),
-          "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+          "--device", args.device] + (["--threads", str(args.threads)] if args.threads else []) + \
+        (["--ddp-per-rank-bn"] if args.ddp_per_rank_bn else [])
     cmd = [sys.executable] + (["-m", "torch.distributed.run", "--nproc-per-node", str(processes),
                                "--master-addr", "127.0.0.1", "--master-port", "29581"] if processes > 1 else []) + me
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
@@ -149,6 +150,8 @@ def main() -> None:
     ap.add_argument("--ddp-batch", type=int, default=32, help="DDP rows: global batch (default: 32)")
     ap.add_argument("--ddp-steps", type=int, default=3, help="DDP rows: timed steps after one warm-up")
     ap.add_argument("--device", default="cpu", help="DDP rows: cpu or cuda (one GPU per rank)")
+    ap.add_argument("--ddp-per-rank-bn", action="store_true",
+                    help="DDP rows: BN statistics per rank (loop.sync_bn=false) instead of over all ranks")
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ddp_worker:
@@ -187,7 +190,8 @@ def main() -> None:
                       "network": {"channels": args.channels, "cells_per_stage": args.cells}, "cores": available_cores(),
                       "torch": torch.__version__, "python": platform.python_version(),
                       "ddp": {"method": "darts", "order": "first", "width": args.ddp_width, "cells": args.ddp_cells,
-                              "global_batch": args.ddp_batch, "device": args.device, "runs": ddp_rows},
+                              "global_batch": args.ddp_batch, "device": args.device,
+                              "sync_bn": not args.ddp_per_rank_bn, "runs": ddp_rows},
                       "runs": runs}, indent=1))
 
 
