@@ -219,6 +219,18 @@ def test_a_failing_seed_is_reported_and_the_others_finish(tmp_path):
     assert "seed 0:" in cli.stdout and "(finished before)" in cli.stdout
 
 
+def test_bad_seed_settings_are_refused_before_any_folder(tmp_path):
+    for kwargs, message in (({"seeds": []}, "needs at least one seed"), ({"seeds": [1, 1]}, "lists a seed twice"),
+                            ({"seeds": [0], "workers": 0}, "--workers and --threads must be >= 1"),
+                            ({"seeds": [0], "executor": "dask"}, "choose one of: local, ray")):
+        with pytest.raises(ConfigError, match=message):
+            nasforge.api.search_seeds(out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()
+    cli = subprocess.run([sys.executable, "-m", "nasforge", "search", "--seeds", "a,b", "--out", str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "--seeds 'a,b'" in cli.stderr
+
+
 def test_seeds_on_ray_equal_seeds_in_process(ray_session, seeds_in_process, tmp_path):
     _, alone = seeds_in_process
     on_ray = nasforge.api.search_seeds([0, 1], out=tmp_path, overrides=SEEDS_SET, executor="ray", workers=2,

@@ -370,6 +370,8 @@ def search_seeds(seeds: Sequence[int], method: str = "darts", dataset: str | Non
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds lists a seed twice: {list(seeds)}")
     check_executor(executor, ray_address)
+    if workers < 1 or (threads is not None and threads < 1):
+        raise ConfigError(f"--workers and --threads must be >= 1, got {workers} and {threads}")
     strategy_cls = STRATEGIES.get(method)
     cfg = resolve_config(method, preset, strategy_cls.Config, overrides, method=method, **{
         "data.dataset": dataset, "device": device, "data.data_dir": data_dir})  # refuse bad input before any work
