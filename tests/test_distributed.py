@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import nasforge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ddp_worker  # noqa: E402
@@ -125,9 +128,18 @@ def test_a_killed_ddp_search_resumes_to_the_uninterrupted_result(ddp_darts, tmp_
         pytest.skip("the search finished before the signal arrived (a very fast machine)")
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert 1 <= len(rows) < 3
+    alone = tmp_path / "alone"
+    shutil.copytree(run, alone)
     res = _torchrun("search", str(tmp_path / "ranks"), str(run), "darts", *SEARCH, "--resume")
     assert res.returncode == 0, res.stderr[-3000:]
     assert _ranks(tmp_path / "ranks") == _ranks(ddp_darts / "ranks")  # same world size: the same run, bit for bit
+    # another world size: one process continues the two-process checkpoint (same state, other float order)
+    done = nasforge.search(method="darts", preset="tiny", out=alone, resume=True, overrides=SEARCH, progress=False,
+                           threads=1)
+    assert len(done.history) == 3 and len(done.arch_history) == 3
+    reference = _ranks(ddp_darts / "ranks")[0]["arch_history"][-1]
+    for key, weights in done.arch_history[-1].items():
+        torch.testing.assert_close(torch.tensor(weights), torch.tensor(reference[key]), rtol=0, atol=0.02)
 
 
 def test_a_ddp_training_writes_one_result(tmp_path):

@@ -37,7 +37,7 @@ def load_genotype(spec: "str | Path | Genotype") -> Genotype:
         return _from_json(text)
     try:
         path = Path(text).expanduser()
-    except RuntimeError:  # "~someone" with no such user: not a path then
+    except (RuntimeError, ValueError):  # "~someone" with no such user, "~\x00": not a path then
         path = Path(text)
     try:
         if path.is_dir() and (path / "genotype.json").is_file():
