@@ -376,7 +376,7 @@ def search_seeds(seeds: Sequence[int], method: str = "darts", dataset: str | Non
     cfg = resolve_config(method, preset, strategy_cls.Config, overrides, method=method, **{
         "data.dataset": dataset, "device": device, "data.data_dir": data_dir})  # refuse bad input before any work
     root = Path(out) if out is not None else _default_out("seeds", method, cfg.data.dataset)
-    plain = [o for o in (overrides or [])] if isinstance(overrides, (list, tuple)) else dict(overrides or {})
+    plain = list(overrides) if isinstance(overrides, (list, tuple)) else dict(overrides or {})  # picklable
     jobs, results = [], {}
     for seed in seeds:
         run = root / f"seed{seed}"

@@ -23,7 +23,7 @@ from ..ops.norm import sync_batch_norms
 from ..parallel import distributed as ddp
 from ..run import RunDir
 from ..strategies import Strategy
-from ..training import EpochMeter, check_finite, evaluate, make_stream
+from ..training import EpochMeter, check_finite, evaluate, make_stream, read_checkpoint
 from .._rng import get_rng_state, set_rng_state
 
 __all__ = ["SearchOutcome", "run_search"]
@@ -106,11 +106,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
 
     start_epoch, outcome, elapsed = 0, SearchOutcome(genotype=strategy.export()), 0.0
     if run.resume:
-        if align.ctx.active:  # rank 0 reads the file; the others get it from rank 0 (no shared disk needed)
-            state = _to_device(ddp.broadcast_object(
-                run.load_checkpoint(config_dict, map_location="cpu") if align.ctx.is_main else None), device)
-        else:
-            state = run.load_checkpoint(config_dict, map_location=device)
+        state = read_checkpoint(run, config_dict, device)
         strategy.load_state_dict(state["strategy"])
         train_stream.load_state_dict(state["train_stream"])
         val_stream.load_state_dict(state["val_stream"])
@@ -186,16 +182,3 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     outcome.wall_s = elapsed
     return outcome
 
-
-def _to_device(state: Any, device: torch.device) -> Any:
-    """A checkpoint read on the CPU (and possibly broadcast from rank 0), with its tensors moved to ``device``
-    except RNG states, which torch keeps on the CPU."""
-    if isinstance(state, torch.Tensor):
-        return state if state.dtype == torch.uint8 else state.to(device)
-    if isinstance(state, dict):
-        return {k: v if k in ("generator", "rng") else _to_device(v, device) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_to_device(v, device) for v in state]
-    if isinstance(state, tuple):
-        return tuple(_to_device(v, device) for v in state)
-    return state

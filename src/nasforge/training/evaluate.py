@@ -38,11 +38,10 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
             n += y.numel()
     finally:
         model.train(was_training)
-    loss_total, correct_total, n = all_reduce_sum([float(loss_sum), float(correct), n])
-    loss_sum, correct = torch.tensor(loss_total), torch.tensor(correct_total)
+    loss_total, correct_total, n = all_reduce_sum([float(loss_sum), float(correct), n])  # over the ranks
     if n == 0:
         return {"loss": float("nan"), "acc": float("nan")}
-    return {"loss": float(loss_sum) / n, "acc": 100.0 * float(correct) / n}
+    return {"loss": loss_total / n, "acc": 100.0 * correct_total / n}
 
 
 def check_finite(value: float, where: str, hint: str) -> None:

@@ -28,7 +28,7 @@ from ..run import RunDir
 from .evaluate import EpochMeter, check_finite, evaluate
 from .streams import make_stream
 
-__all__ = ["TrainOutcome", "train_network", "epoch_lr", "begin_train_epoch", "train_step"]
+__all__ = ["TrainOutcome", "train_network", "epoch_lr", "begin_train_epoch", "train_step", "read_checkpoint"]
 
 
 @dataclass
@@ -79,6 +79,26 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[to
     return {"loss": float(loss.detach()), "acc": 100.0 * float((logits.argmax(1) == y).float().mean())}
 
 
+def read_checkpoint(run: RunDir, config: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The run's last checkpoint with its tensors on ``device``. Under torchrun rank 0 reads the file and the
+    other ranks receive it from rank 0, so nodes need no shared disk (RNG states stay on the CPU, as torch
+    keeps them)."""
+    if not ddp.current().active:
+        return run.load_checkpoint(config, map_location=device)
+    state = ddp.broadcast_object(run.load_checkpoint(config, map_location="cpu") if ddp.current().is_main else None)
+    return _to_device(state, device)
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state if state.dtype == torch.uint8 else state.to(device)
+    if isinstance(state, dict):
+        return {k: v if k in ("generator", "rng") else _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_device(v, device) for v in state)
+    return state
+
+
 def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDir) -> TrainOutcome:
     """Train ``net`` (already on the device) from scratch on the training split; test on the test split.
 
@@ -100,12 +120,8 @@ def train_network(net: nn.Module, data: ImageDataset, cfg: RunConfig, run: RunDi
     outcome = TrainOutcome(test_acc=float("nan"), test_loss=float("nan"))
     start = 0
     if run.resume:
-        if dctx.active:  # rank 0 reads the file; the others get it from rank 0
-            state = ddp.broadcast_object(run.load_checkpoint(config_dict, map_location="cpu") if dctx.is_main
-                                         else None)
-            state = {k: state[k] for k in ("epoch", "wall_s", "history", "model", "optimizer", "stream")}
-        else:
-            state = run.load_checkpoint(config_dict, map_location=device)
+        state = read_checkpoint(run, config_dict, device)
+        if not dctx.active:
             set_rng_state(state["rng"])
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
