@@ -24,7 +24,8 @@ from nasforge.strategies import STRATEGIES, SearchContext
 
 #: (method, search overrides) of the one-step equivalence check
 STEP_CASES = {"darts-first": ("darts", {"order": "first"}), "darts-second": ("darts", {"order": "second"}),
-              "darts-plain-path": ("darts", {"fused": False}), "gold-nas": ("gold-nas", {})}
+              "darts-plain-path": ("darts", {"fused": False}), "gold-nas": ("gold-nas", {}),
+              "nao-v2": ("nao-v2", {})}  # its supernet's indexed BNs and single-path (partly unused) weights
 
 
 def build(case: str) -> Any:
@@ -50,11 +51,13 @@ def batches(n: int = 16) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch
 def one_step(case: str, shard: bool) -> dict[str, Any]:
     """One step of ``case``; returns the gradients each optimizer stepped with, and the state after the step."""
     strategy = build(case)
+    model = strategy.replicated_modules()[0]
     if shard:
-        sync_batch_norms(strategy.model)
+        sync_batch_norms(model)
     seen: dict[str, list[torch.Tensor]] = {}
-    for name in ("w_optimizer", "a_optimizer"):
-        opt = getattr(strategy, name)
+    optimizers = ({"weights": strategy.trainees["main"].optimizer} if hasattr(strategy, "trainees") else
+                  {name: getattr(strategy, name) for name in ("w_optimizer", "a_optimizer")})
+    for name, opt in optimizers.items():
         step = opt.step
 
         def recording(*a: Any, _opt: Any = opt, _step: Any = step, _name: str = name, **k: Any) -> Any:
@@ -66,7 +69,7 @@ def one_step(case: str, shard: bool) -> dict[str, Any]:
     if shard:
         train, val = ddp.shard_batch(train), ddp.shard_batch(val)
     strategy.step(train, val)
-    return {"grads": seen, "state": {k: v.detach().clone() for k, v in strategy.model.state_dict().items()}}
+    return {"grads": seen, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 
 def main() -> int:
@@ -95,7 +98,8 @@ def main() -> int:
     (target / f"rank{rank}.json").write_text(json.dumps({
         "genotype": str(result.genotype), "arch_history": result.arch_history,
         "losses": [row.get("train_loss") for row in result.history],
-        "valid_acc": [row.get("valid_acc") for row in result.history]}))
+        "valid_acc": [row.get("valid_acc") for row in result.history],
+        "rows": [{k: v for k, v in row.items() if k not in ("epoch_s", "wall_s")} for row in result.history]}))
     return 0
 
 

@@ -92,8 +92,8 @@ def test_every_search_preset_builds_its_strategy(kind, name):
     strategy = STRATEGIES.get(kind)(cfg.search, ctx)
     stages = getattr(cfg.search, "stage_layers", None)  # P-DARTS: epochs per stage x stages
     expected = len(stages) * cfg.search.epochs_per_stage if stages else getattr(cfg.search, "epochs", None)
-    if getattr(strategy, "reranks", False):  # NAO-V2: the final re-ranking trains top_k candidates in the loop
-        expected += cfg.search.top_k * cfg.search.rerank_epochs
+    if getattr(strategy, "reranks", False):  # NAO-V2: the final re-ranking is one more epoch, without steps
+        expected += 1
     assert expected is None or strategy.epochs == expected
 
 
@@ -222,6 +222,17 @@ def test_parse_overrides():
     assert parse_overrides([]) == {}
     assert parse_overrides(["x=[1, 2"]) == {"x": "[1, 2"}  # not YAML: kept as the text, then type-checked
     assert parse_overrides(["x=1", "x=2"]) == {"x": 2}  # the last one wins
+
+
+def test_yaml_boolean_words_stay_words_for_text_fields():
+    """``--set search.cache_dir=off`` means the text "off" (YAML 1.1 would read false); a flag still reads it
+    as false."""
+    cls = STRATEGIES.get("knas")
+    cfg = load_preset("knas", "tiny", cls.Config, parse_overrides(["search.cache_dir=off", "search.replace=yes",
+                                                                     "loop.progress=off"]))
+    assert cfg.search.cache_dir == "off" and type(cfg.search.cache_dir) is str
+    assert cfg.search.replace is True and cfg.loop.progress is False
+    yaml.safe_dump(config_module.to_dict(cfg))  # plain values all the way
 
 
 def test_parse_overrides_errors():

@@ -222,8 +222,17 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+class _BoolWord(str):
+    """A YAML 1.1 boolean word from ``--set`` (``off``, ``yes`` ...): the word itself for a text field (so
+    ``--set search.cache_dir=off`` means "off"), its truth value for everything else."""
+
+    flag: bool
+
+
 def _check_value(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` where lossless (int -> float), else raise ConfigError."""
+    if isinstance(value, _BoolWord):
+        value = str(value) if tp is str else value.flag
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         errors = []
@@ -324,6 +333,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            word = _BoolWord(raw.strip())
+            word.flag = value
+            value = word
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:

@@ -17,12 +17,29 @@ statistics exactly as in a single process.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["SyncedBatchNorm2d", "sync_batch_norms", "synchronised", "batch_norm", "functional_batch_norm"]
+__all__ = ["SyncedBatchNorm2d", "sync_batch_norms", "synchronised", "batch_norm", "functional_batch_norm",
+           "local_statistics"]
+
+_LOCAL = [0]  # > 0 inside :func:`local_statistics`
+
+
+@contextlib.contextmanager
+def local_statistics() -> Iterator[None]:
+    """Each rank normalises with its own batch statistics inside (ranks scoring different architectures on the
+    same images: nothing to share, and the ranks would wait on each other's different BNs)."""
+    _LOCAL[0] += 1
+    try:
+        yield
+    finally:
+        _LOCAL[0] -= 1
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -53,20 +70,25 @@ class SyncedBatchNorm2d(nn.BatchNorm2d):
 
 
 def sync_batch_norms(model: nn.Module) -> int:
-    """Convert the model's ``BatchNorm2d``s to :class:`SyncedBatchNorm2d` in place; returns how many changed.
-    Idempotent, so a loop may call it whenever the model may have grown new BNs (a new P-DARTS stage)."""
+    """Convert the model's ``BatchNorm2d``s to :class:`SyncedBatchNorm2d` in place, and switch on modules of
+    their own kind that normalise through :func:`batch_norm`'s functional form (they carry a ``synchronise``
+    flag, e.g. NAO's indexed BN); returns how many changed. Idempotent, so a loop may call it whenever the model
+    may have grown new BNs (a new P-DARTS stage)."""
     changed = 0
     for m in model.modules():
         if type(m) is nn.BatchNorm2d:
             m.__class__ = SyncedBatchNorm2d
+            changed += 1
+        elif getattr(m, "synchronise", None) is False:
+            m.synchronise = True  # type: ignore[assignment]
             changed += 1
     return changed
 
 
 def synchronised(bn: nn.Module) -> bool:
     """True when ``bn``'s training-mode statistics must span all ranks (converted, and a group of several)."""
-    return (isinstance(bn, SyncedBatchNorm2d) and dist.is_available() and dist.is_initialized()
-            and dist.get_world_size() > 1)
+    return ((isinstance(bn, SyncedBatchNorm2d) or getattr(bn, "synchronise", False)) and not _LOCAL[0]
+            and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
 
 
 def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None

@@ -22,22 +22,23 @@ a world of one, so library code calls these helpers unconditionally.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError, NasforgeError
-from .executor import default_threads
+from .executor import default_threads, machine_cores
 
 __all__ = ["DistContext", "DivergedRanks", "current", "setup", "teardown", "average_gradients", "all_reduce_sum",
            "broadcast_object", "broadcast_module", "average_buffers", "check_same", "state_digest", "shard_batch", "rank_seed",
-           "reduce_means", "launched_by_torchrun"]
+           "reduce_means", "launched_by_torchrun", "alone", "all_gather_objects"]
 
 
 class DivergedRanks(NasforgeError):
@@ -69,9 +70,24 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
+_ALONE = [0]  # > 0 inside :func:`alone`
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Work of this rank alone (a candidate trained in the rank's own process while the other ranks train
+    theirs): inside, :func:`current` is a world of one, so the helpers here leave the other ranks alone."""
+    _ALONE[0] += 1
+    try:
+        yield
+    finally:
+        _ALONE[0] -= 1
+
+
 def current() -> DistContext:
-    """The context of the initialised default process group (a world of one when there is none)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    """The context of the initialised default process group (a world of one when there is none, or inside
+    :func:`alone`)."""
+    if _ALONE[0] or not (dist.is_available() and dist.is_initialized()):
         return DistContext()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
     return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())),
@@ -100,7 +116,7 @@ def setup(device: torch.device, threads: int | None = None) -> tuple[DistContext
                               f"torchrun with --nproc-per-node at most the number of GPUs")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    torch.set_num_threads(threads or default_threads(local_world))
+    torch.set_num_threads(threads or default_threads(local_world, machine_cores()))
     owned = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -113,6 +129,7 @@ def setup(device: torch.device, threads: int | None = None) -> tuple[DistContext
 def teardown(owned: bool) -> None:
     """Leave the process group created by :func:`setup` (a no-op for one made by the caller)."""
     if owned and dist.is_initialized():
+        _PATIENT_GROUP.clear()
         dist.destroy_process_group()
 
 
@@ -178,6 +195,30 @@ def reduce_means(means: Mapping[str, float]) -> dict[str, float]:
     keys = sorted(means)
     sums = all_reduce_sum([means[k] for k in keys])
     return {k: s / ctx.world_size for k, s in zip(keys, sums)}
+
+
+_PATIENT_GROUP: list[Any] = []
+#: how long ranks wait for each other in :func:`all_gather_objects` with ``patient`` (each trains whole candidates)
+PATIENT_TIMEOUT = datetime.timedelta(hours=48)
+
+
+def all_gather_objects(obj: Any, patient: bool = False) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` for a world of one).
+
+    ``patient``: the ranks may arrive hours apart (each trained its own share of candidates), longer than the
+    process group's 30-minute timeout, so the gather goes through a gloo group that waits
+    :data:`PATIENT_TIMEOUT` (a crashed rank still ends the job: torchrun stops the others)."""
+    ctx = current()
+    if not ctx.active:
+        return [obj]
+    group = None
+    if patient:
+        if not _PATIENT_GROUP:
+            _PATIENT_GROUP.append(dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT))
+        group = _PATIENT_GROUP[0]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj, group=group)
+    return out
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

@@ -27,7 +27,7 @@ import torch
 from ..errors import ConfigError
 from ..memory import peak_rss_mib
 
-__all__ = ["Outcome", "Executor", "LocalExecutor", "available_cores", "default_threads", "run_one", "one_line"]
+__all__ = ["Outcome", "Executor", "LocalExecutor", "available_cores", "machine_cores", "default_threads", "run_one", "one_line"]
 
 _MAX_MESSAGE = 300  # characters of an error message kept in an outcome (one line)
 _DIED = "WorkerDied:"  # the error of candidates lost with a worker process
@@ -73,12 +73,19 @@ def run_one(fn: Callable[..., Any], item: Any, shared: Any, threads: int) -> Out
     return Outcome(value, error, time.perf_counter() - t0, os.getpid(), torch.get_num_threads(), peak_rss_mib())
 
 
-def available_cores() -> int:
+def machine_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS tells it, else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def available_cores() -> int:
+    """This process's share of the cores: all of :func:`machine_cores`, or under torchrun the share of one of
+    the ``LOCAL_WORLD_SIZE`` ranks on this node (so an executor inside a rank does not oversubscribe either)."""
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if "WORLD_SIZE" in os.environ else 1
+    return max(1, machine_cores() // max(1, ranks))
 
 
 def default_threads(workers: int, cores: int | None = None) -> int:

@@ -47,17 +47,19 @@ class _RankAlignment:
 
     def __init__(self, strategy: Strategy, seed: int, sync_bn: bool) -> None:
         self.strategy, self.seed, self.sync_bn, self.ctx = strategy, seed, sync_bn, ddp.current()
-        self._model_id: int | None = None
+        self._replicated: list[torch.nn.Module] = []  # held, so that a new module never reuses an old one's id
 
     def model_built(self) -> None:
-        if not (self.ctx.active and self.strategy.has_supernet):
+        if not self.ctx.active:
             return
-        model = self.strategy.model
-        if id(model) != self._model_id:
-            if self.sync_bn:
-                sync_batch_norms(model)
-            ddp.broadcast_module(model)
-            self._model_id = id(model)
+        known = {id(m) for m in self._replicated}
+        current = self.strategy.replicated_modules()
+        for model in current:
+            if id(model) not in known:
+                if self.sync_bn:
+                    sync_batch_norms(model)
+                ddp.broadcast_module(model)
+        self._replicated = list(current)
 
     def shared_rng(self, epoch: int, phase: int) -> "contextlib.AbstractContextManager[None]":
         if not self.ctx.active:
@@ -70,8 +72,9 @@ class _RankAlignment:
 
     def end_steps(self) -> None:
         """Per-rank BN statistics (``loop.sync_bn=false``) are averaged before anyone evaluates or saves them."""
-        if self.ctx.active and self.strategy.has_supernet and not self.sync_bn:
-            ddp.average_buffers(self.strategy.model)
+        if self.ctx.active and not self.sync_bn:
+            for model in self.strategy.replicated_modules():
+                ddp.average_buffers(model)
 
     def check(self, epoch: int, genotype: Genotype) -> None:
         if self.ctx.active:
@@ -101,7 +104,11 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     gens = [torch.Generator(device=device).manual_seed(cfg.seed + k) for k in (1, 2)]
     train_stream = make_stream(data, cfg, train_idx, gens[0], True, cfg.data.batch_size)
     val_stream = make_stream(data, cfg, val_idx, gens[1], True, cfg.data.batch_size)
-    steps = strategy.steps_per_epoch or train_stream.batches_per_epoch
+    def epoch_steps() -> int:  # a strategy may change it by phase (NAO-V2's re-ranking epoch has none)
+        steps = strategy.steps_per_epoch
+        return train_stream.batches_per_epoch if steps is None else steps
+
+    steps = epoch_steps()
     config_dict = run_dict(cfg, "search")
 
     start_epoch, outcome, elapsed = 0, SearchOutcome(genotype=strategy.export()), 0.0
@@ -131,6 +138,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
             strategy.begin_epoch(epoch)
         align.model_built()
         align.rank_rng(epoch)
+        steps = epoch_steps()
         if strategy.has_supernet:
             strategy.model.train()
         meter = EpochMeter()

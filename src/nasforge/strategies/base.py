@@ -119,6 +119,11 @@ class Strategy(ABC):
     def op_names(self) -> list[str]:
         return []
 
+    def replicated_modules(self) -> list[nn.Module]:
+        """The networks a torchrun search trains data-parallel: each is copied from rank 0 when it first appears
+        and its BNs synchronised (the loop does both). The supernet by default; NAO-V2 its one or two supernets."""
+        return [self.model] if self.has_supernet else []
+
     def inactive_parameters(self) -> set[str]:
         """Names of model parameters the current architecture does not compute, so they rightly get no gradient
         in a step (EnTranNAS Transit-cell ops outside the derived cell). Empty for methods that use them all."""

@@ -34,7 +34,6 @@ import torch
 from ..config import option
 from ..errors import ConfigError
 from ..genotypes import Genotype
-from ..parallel import make_executor
 from ..proxies import (PROXIES, NetworkSpec, ProxyScore, ScoreCache, default_cache_dir, resolve_options,
                        score_architecture, score_many)
 from ..proxies.scoring import data_id
@@ -116,7 +115,7 @@ class Knas(SampleSelect):
     def _score_ahead(self, x: torch.Tensor, y: torch.Tensor) -> list[ProxyScore]:
         """The whole repeat's scores through the configured executor (each cached as it finishes)."""
         c = self.config
-        with make_executor(c.executor, c.workers, c.threads or None, c.ray_address or None) as executor:
+        with c.make_executor() as executor:
             scores = score_many([NB201Arch.from_index(i).genotype() for i in self._candidates], [c.proxy], x, y,
                                 seed=self.base_seed, net=self.net_spec, options={c.proxy: self.proxy_options},
                                 cache=self.cache, executor=executor, progress=False)

@@ -8,6 +8,7 @@ from ..config import option
 from ..controllers import ControllerConfig
 from ..errors import ConfigError
 from ..genotypes.nao_seq import NAO_SMALL_OPS, nao_op_name
+from ..parallel.options import ExecutorOptions
 from ..spaces.nb201 import NB201_SIZE
 from ..supernets.nao import WS_OPS
 
@@ -15,9 +16,10 @@ __all__ = ["NaoV2Config"]
 
 
 @dataclass
-class NaoV2Config:
+class NaoV2Config(ExecutorOptions):
     """Defaults: NAO-V2's CIFAR-10 search (N=3, C=20, 4 × 50 epochs, 1000 seeds, 300 new, top-100 for
-    generation, top-5 re-ranked for 10 epochs). ``balanced`` and ``independent`` both off = NAO-V1-style."""
+    generation, top-5 re-ranked for 10 epochs). ``balanced`` and ``independent`` both off = NAO-V1-style. The
+    executor settings (``workers``, ``executor``, ...) train the finalists of ``rerank=train``."""
 
     space: str = option("nao", choices=("nao", "nb201"))  # nb201: the sequence is the 6 edge ops
     nodes: int = option(5, ge=1)  # B, nodes per cell (NAO space)
@@ -53,6 +55,8 @@ class NaoV2Config:
     rerank_dropout: float = option(0.4, ge=0, lt=1)  # NAO keep-prob 0.6
     rerank_drop_path: float = option(0.2, ge=0, lt=1)  # NAO drop-path keep 0.8
     rerank_auxiliary: bool = True
+    # finalists' accuracies on disk ("" = $NASFORGE_CACHE, else ~/.cache/nasforge/scores; "off" = none)
+    cache_dir: str = ""
     benchmark_dataset: str = option("auto", choices=("auto", "cifar10", "cifar100", "imagenet16"))
     table: str = ""  # NB201 table file ("" = $NASFORGE_NB201, else <data root>/nas-bench-201/nb201_table.csv)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
@@ -63,6 +67,7 @@ class NaoV2Config:
 
     def validate(self) -> None:
         """Cross-field rules, each refused in one line naming the field, its value and the valid range."""
+        self.validate_executor()
         if self.space == "nao":
             for op in self.ops:
                 if nao_op_name(op) not in WS_OPS:

@@ -14,20 +14,31 @@ On the one search loop, an *iteration* is ``epochs_per_iteration`` loop epochs:
    (architecture, accuracy) pairs and generates up to ``new_archs`` new architectures from the ``generate_top``
    best: the next pool.
 
-Then the ``top_k`` best are re-ranked: each is trained from scratch for ``rerank_epochs`` loop epochs with the
-trainer's step (:func:`nasforge.training.trainer.train_step`) and validated; or, on NAS-Bench-201 with
-``rerank=benchmark``, looked up in the table (12-epoch validation accuracy). With ``compare`` a second
-supernet with both flags flipped (V2 ↔ V1-style) trains on the same pools and batches, so one report shows
-both rankings' Kendall τ against the NB201 table.
+Then the ``top_k`` best are re-ranked in one more loop epoch (without steps): each is trained from scratch for
+``rerank_epochs`` epochs with the trainer's step and validated on the same ``eval_pool`` images
+(:func:`nasforge.training.brief.train_finalist`), all through the configured executor (``workers`` local
+processes or Ray tasks) and cached as each finishes, so an interrupted re-ranking redoes only the unfinished
+finalists; or, on NAS-Bench-201 with ``rerank=benchmark``, looked up in the table (12-epoch validation
+accuracy). With ``compare`` a second supernet with both flags flipped (V2 ↔ V1-style) trains on the same pools
+and batches, so one report shows both rankings' Kendall τ against the NB201 table.
+
+Under torchrun the supernets train data-parallel (gradients averaged, BN statistics over all ranks); the
+validation images of the scoring epoch are gathered from every rank; each rank scores its share of the
+architectures and of the finalists, and everyone receives all values, so every rank takes the same decisions
+(rank 0's controller and pool are broadcast besides).
 
 The strategy has no supernet the loop could evaluate (a forward needs an architecture), like KNAS.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -35,26 +46,29 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..benchmarks import SELECTION_COLUMNS, TEST_COLUMNS, NB201Table, load_nb201
-from ..config import TrainConfig, check_ranges
+from ..config import TrainConfig, check_ranges, to_dict
 from ..controllers import NAOController, generate, nao_token_spec, plain_token_spec, swap_augment, train_controller
 from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
 from ..genotypes.nb201_text import NB201_OPS
 from ..models.nao import nao_param_count
 from ..models.nb201 import NB201Network
-from ..models.init import init_network
+from ..ops.norm import local_statistics
+from ..parallel import distributed as ddp
+from ..proxies import ProxyScore, ScoreCache, default_cache_dir
 from ..proxies.stats import kendall_tau
 from ..spaces.nao import NAOSpace
 from ..spaces.nb201 import NB201Arch, NB201Space
 from ..supernets.nao import NAOSuperNet, WSFactorizedReduce
 from ..supernets.nb201_path import NB201PathSuperNet
-from ..training.trainer import begin_train_epoch, train_step
+from ..training.brief import DataRecipe, FinalistTraining, train_finalist
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 from .darts import cosine_lr
 from .nao_config import NaoV2Config
 
 __all__ = ["NaoV2", "NaoV2Config"]
 
+_log = logging.getLogger(__name__)
 Seq = tuple[int, ...]
 _AUTO_DATASET = {10: "cifar10", 100: "cifar100", 120: "imagenet16"}
 
@@ -75,7 +89,6 @@ class NaoV2(Strategy):
     name = "nao-v2"
     Config = NaoV2Config
     has_supernet = False
-    data_parallel = False  # independent candidates and supernets: parallel through an executor, not torchrun
 
     def __init__(self, config: NaoV2Config, context: SearchContext) -> None:
         check_ranges(config, "search.")
@@ -107,11 +120,14 @@ class NaoV2(Strategy):
         self.records: list[dict[str, Any]] = []  # per iteration
         self.finalists: list[Seq] = []
         self.rerank_acc: list[float] = []
+        self.rerank_errors: dict[int, str] = {}  # finalist position → why its training failed
+        self.rerank_s = 0.0  # compute seconds of the finalists' training (cached ones: their original time)
         self.chosen: Seq | None = None
         self.trainees: dict[str, _Trainee] = {}
-        self.candidate: tuple[nn.Module, torch.optim.SGD] | None = None
+        self.cache = ScoreCache(None if c.cache_dir == "off" else c.cache_dir or default_cache_dir())
         self._weights: dict[str, torch.Tensor] = {}
-        self._reservoir: list[Batch] = []
+        self._reservoir: list[Batch] = []  # this rank's share of the scoring epoch's validation batches
+        self._held = 0  # validation images all ranks hold together
         self._sizes: dict[Seq, int] = {}
         self.lr = c.lr
         self.epoch = 0
@@ -173,20 +189,27 @@ class NaoV2(Strategy):
 
     @property
     def epochs(self) -> int:
-        return self.search_epochs + (self.config.top_k * self.config.rerank_epochs if self.reranks else 0)
+        return self.search_epochs + int(self.reranks)  # the re-ranking: one loop epoch without steps
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        return 0 if self._position(self.epoch)[0] == "rerank" else None
 
     @property
     def model(self) -> nn.Module:
-        return self.candidate[0] if self.candidate is not None else nn.Module()
+        return nn.Module()  # no single network: the supernets need an architecture for a forward
+
+    def replicated_modules(self) -> list[nn.Module]:
+        return [t.net for t in self.trainees.values()]
 
     def op_names(self) -> list[str]:
         return list(self.space.ops)
 
     def _position(self, epoch: int) -> tuple[str, int, int]:
-        """("search", iteration, epoch in it) or ("rerank", finalist, epoch of its training)."""
+        """("search", iteration, epoch in it) or ("rerank", 0, 0)."""
         if epoch < self.search_epochs:
             return ("search", *divmod(epoch, self.config.epochs_per_iteration))
-        return ("rerank", *divmod(epoch - self.search_epochs, self.config.rerank_epochs))
+        return ("rerank", 0, 0)
 
     def _build_trainee(self, balanced: bool, independent: bool) -> _Trainee:
         c, ctx = self.config, self.context
@@ -216,9 +239,12 @@ class NaoV2(Strategy):
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self._reservoir = []
+        self._reservoir, self._held = [], 0
         phase, k, e = self._position(epoch)
         c = self.config
+        dist = ddp.current()
+        if dist.active:  # drop-path masks differ per rank, as they differ per image of one big batch
+            self.dp_gen.manual_seed(ddp.rank_seed(self.base_seed + 1, dist.rank, epoch))
         if phase == "search":
             for key, (balanced, independent) in self._trainee_flags().items():
                 if key not in self.trainees or (e == 0 and independent):
@@ -237,26 +263,18 @@ class NaoV2(Strategy):
                 t.net.train()
             self.lr = self.trainees["main"].optimizer.param_groups[0]["lr"]
             return
-        if e == 0 or self.candidate is None:
-            self.candidate = self._build_candidate(self.finalists[k])
-        self.lr = begin_train_epoch(self.candidate[0], self.candidate[1], self._rerank_recipe(), e)
+        self.lr = c.rerank_lr
 
     def _last_epoch(self) -> bool:
         phase, _, e = self._position(self.epoch)
-        last = self.config.epochs_per_iteration if phase == "search" else self.config.rerank_epochs
-        return e == last - 1
+        return phase == "rerank" or e == self.config.epochs_per_iteration - 1
 
     # -- steps --------------------------------------------------------------------------------------------
     def step(self, train_batch: Batch, val_batch: Batch | None) -> dict[str, float]:
-        if val_batch is not None and self._last_epoch():
-            held = sum(len(y) for _, y in self._reservoir)
-            if held < self.config.eval_pool:
-                x, y = val_batch
-                n = min(len(y), self.config.eval_pool - held)
-                self._reservoir.append((x[:n].detach().clone(), y[:n].detach().clone()))
-        if self._position(self.epoch)[0] == "rerank":
-            assert self.candidate is not None
-            return train_step(self.candidate[0], self.candidate[1], train_batch, self._rerank_recipe())
+        if val_batch is not None and self._last_epoch() and self._held < self.config.eval_pool:
+            x, y = val_batch  # this rank's slice; the first eval_pool images of all ranks' batches are kept
+            self._reservoir.append((x.detach().clone(), y.detach().clone()))
+            self._held += int(ddp.all_reduce_sum([len(y)])[0])
         metrics: dict[str, float] = {}
         for key, t in self.trainees.items():
             loss, acc = self._supernet_step(t, self.draw(key), train_batch)
@@ -276,6 +294,7 @@ class NaoV2(Strategy):
         loss = F.cross_entropy(logits, y)
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        ddp.average_param_grads(t.net.parameters(), len(y))  # data-parallel: the global batch's gradient
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(t.net.parameters(), self.config.grad_clip)
         t.optimizer.step()
@@ -287,14 +306,39 @@ class NaoV2(Strategy):
             return []
         phase, k, _ = self._position(epoch)
         if phase == "search":
-            return self._finish_iteration(k)
-        return self._finish_candidate(k)
+            events = self._finish_iteration(k)
+        else:
+            events = self._rerank()
+        self._share_rank0_decisions()
+        return events
+
+    def _share_rank0_decisions(self) -> None:
+        """Every rank computed the same decisions from the same gathered values; rank 0's are sent to all anyway,
+        so a controller that trained a hair differently on another machine cannot split the ranks' pools."""
+        if not ddp.current().active:
+            return
+        state = ddp.broadcast_object((self.pool_new, self.records, self.finalists, self.rerank_acc, self.chosen,
+                                      self.gen.get_state()))
+        self.pool_new, self.records, self.finalists, self.rerank_acc, self.chosen, gen_state = state
+        self.gen.set_state(gen_state)
+        ddp.broadcast_module(self.controller)
 
     def _validation(self) -> Batch:
-        if not self._reservoir:
+        """The first ``eval_pool`` validation images of the scoring epoch, gathered from every rank in the order
+        one process would have seen them."""
+        dist = ddp.current()
+        if dist.active:
+            device = self.context.device
+            shards = ddp.all_gather_objects([(x.cpu(), y.cpu()) for x, y in self._reservoir])
+            batches = [(torch.cat([x for x, _ in parts]).to(device), torch.cat([y for _, y in parts]).to(device))
+                       for parts in zip(*shards)]
+        else:
+            batches = self._reservoir
+        if not batches:
             raise DataError("NAO-V2 needs validation images to score architectures but the last epoch saw none; "
                             "lower data.train_portion")
-        return (torch.cat([x for x, _ in self._reservoir]), torch.cat([y for _, y in self._reservoir]))
+        n = self.config.eval_pool
+        return torch.cat([x for x, _ in batches])[:n], torch.cat([y for _, y in batches])[:n]
 
     def _set_bn_mode(self, net: nn.Module) -> None:
         """Scoring BatchNorm mode: ``train`` (batch statistics), ``eval`` (running ones) or ``code`` (batch
@@ -311,18 +355,38 @@ class NaoV2(Strategy):
 
     @torch.no_grad()
     def score(self, net: nn.Module, seqs: list[Seq], val: Batch) -> list[float]:
-        """Accuracy (%) of each architecture on its own random batch of ``eval_batch_size`` validation images."""
+        """Accuracy (%) of each architecture on its own random batch of ``eval_batch_size`` validation images.
+
+        Scoring leaves the supernet as it was (BN running statistics restored). Under torchrun each rank scores
+        every ``world``-th architecture with its own batch statistics and all ranks receive every score."""
         x, y = val
         n = min(self.config.eval_batch_size, len(y))
+        picks = [torch.randperm(len(y), generator=self.gen)[:n].to(y.device) for _ in seqs]  # drawn in order
+        dist = ddp.current()
+        mine: dict[int, float] = {}
+        with self._scoring_mode(net):
+            for i in range(dist.rank, len(seqs), dist.world_size):
+                idx = picks[i]
+                mine[i] = 100.0 * float((net(x[idx], seqs[i]).argmax(1) == y[idx]).float().mean())
+        scores = {i: v for part in ddp.all_gather_objects(mine) for i, v in part.items()}
+        return [scores[i] for i in range(len(seqs))]
+
+    @contextlib.contextmanager
+    def _scoring_mode(self, net: nn.Module) -> Iterator[None]:
+        """No drop-path, the configured BN mode, per-rank batch statistics; afterwards training mode, drop-path
+        and the BN running statistics as they were."""
         dp, net.drop_path_prob = net.drop_path_prob, 0.0
+        buffers = {k: b.clone() for k, b in net.named_buffers()}
         self._set_bn_mode(net)
-        out = []
-        for seq in seqs:
-            idx = torch.randperm(len(y), generator=self.gen)[:n].to(y.device)
-            out.append(100.0 * float((net(x[idx], seq).argmax(1) == y[idx]).float().mean()))
-        net.train()
-        net.drop_path_prob = dp
-        return out
+        try:
+            with local_statistics():
+                yield
+        finally:
+            net.train()
+            net.drop_path_prob = dp
+            with torch.no_grad():
+                for k, b in net.named_buffers():
+                    b.copy_(buffers[k])
 
     def _table_values(self, seqs: list[Seq], column: str) -> np.ndarray | None:
         if self.table is None:
@@ -376,43 +440,64 @@ class NaoV2(Strategy):
         self.records = [r for r in self.records if r["iteration"] != it + 1] + [rec]
         return events
 
-    def _rerank_recipe(self) -> TrainConfig:
-        c = self.config
-        nb201 = isinstance(self.space, NB201Space)
-        return TrainConfig(epochs=c.rerank_epochs, lr=c.rerank_lr, lr_min=0.0, weight_decay=c.rerank_weight_decay,
-                           auxiliary=c.rerank_auxiliary and not nb201, aux_weight=0.4,
-                           drop_path=0.0 if nb201 else c.rerank_drop_path, grad_clip=5.0)
-
-    def _build_candidate(self, seq: Seq) -> tuple[nn.Module, torch.optim.SGD]:
+    def finalist_job(self, seq: Seq) -> FinalistTraining:
+        """What training finalist ``seq`` takes: its network at the re-ranking size and the evaluation recipe."""
         c, ctx = self.config, self.context
-        g = self.genotype(seq)
-        with torch.random.fork_rng(devices=[]):  # initialised from self.gen below, not from the global RNG
-            if isinstance(self.space, NB201Space):
-                net: nn.Module = NB201Network(g, ctx.num_classes, c.rerank_channels, c.rerank_cells_per_stage,
-                                              ctx.in_channels)
-            else:
-                net = self.space.build_network(g, num_classes=ctx.num_classes,
-                                               layers=3 * c.rerank_cells_per_stage + 2, channels=c.rerank_channels,
-                                               auxiliary=c.rerank_auxiliary, in_channels=ctx.in_channels,
-                                               dropout=c.rerank_dropout)
-        net = init_network(net, self.gen).to(ctx.device)
-        return net, torch.optim.SGD(net.parameters(), lr=c.rerank_lr, momentum=0.9, weight_decay=c.rerank_weight_decay)
+        nb201 = isinstance(self.space, NB201Space)
+        recipe = TrainConfig(epochs=c.rerank_epochs, lr=c.rerank_lr, lr_min=0.0, weight_decay=c.rerank_weight_decay,
+                             auxiliary=c.rerank_auxiliary and not nb201, aux_weight=0.4,
+                             drop_path=0.0 if nb201 else c.rerank_drop_path, grad_clip=5.0)
+        genotype = self.genotype(seq)
+        if not nb201:
+            self.space.validate(genotype)
+        return FinalistTraining(
+            genotype, ctx.num_classes, ctx.in_channels,
+            c.rerank_cells_per_stage if nb201 else 3 * c.rerank_cells_per_stage + 2, c.rerank_channels,
+            0.0 if nb201 else c.rerank_dropout, recipe, c.eval_pool, self.base_seed)
 
-    @torch.no_grad()
-    def _finish_candidate(self, k: int) -> list[str]:
-        assert self.candidate is not None
-        net = self.candidate[0]
-        x, y = self._validation()
-        net.eval()
-        correct = sum(int((net(x[i:i + 256])[0].argmax(1) == y[i:i + 256]).sum()) for i in range(0, len(y), 256))
-        net.train()
-        self.rerank_acc = self.rerank_acc[:k] + [100.0 * correct / len(y)]
-        self.candidate = None
-        events = [f"finalist {k + 1}/{len(self.finalists)}: validation accuracy {self.rerank_acc[-1]:.2f}% after "
-                  f"{self.config.rerank_epochs} epochs"]
-        if k + 1 == len(self.finalists):
-            self.chosen = self.finalists[int(np.argmax(self.rerank_acc))]
-            events.append(f"chose finalist {int(np.argmax(self.rerank_acc)) + 1}")
+    def _rerank(self) -> list[str]:
+        """Train every finalist through the executor (cached ones are read back); choose the best."""
+        c, data = self.config, self.context.data
+        if not isinstance(data, DataRecipe):
+            raise ConfigError("re-ranking by training needs the run's data recipe (SearchContext.data); run NAO-V2 "
+                              "through nasforge.search or the CLI, or set search.rerank=benchmark on NB201")
+        jobs = [self.finalist_job(seq) for seq in self.finalists]
+        keys = [_finalist_key(job, data) for job in jobs]
+        values: dict[int, float] = {}
+        seconds: dict[int, float] = {}
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key)
+            if hit is not None:
+                values[i], seconds[i] = hit.value, hit.seconds
+        hits = len(values)
+        dist = ddp.current()
+        todo = [i for i in range(len(jobs)) if i not in values]
+        mine = todo[dist.rank::dist.world_size]  # under torchrun each rank trains its share
+        errors: dict[int, str] = {}
+        with c.make_executor() as executor:
+            for j, outcome in executor.as_completed(train_finalist, [jobs[i] for i in mine], shared=data):
+                i = mine[j]
+                if outcome.ok:
+                    values[i], seconds[i] = float(outcome.value), outcome.seconds
+                    self.cache.put(keys[i], ProxyScore(values[i], outcome.seconds),
+                                   {"kind": "nao-v2 finalist", "genotype": str(jobs[i].genotype)})
+                else:
+                    errors[i] = outcome.error or "failed"
+                    _log.warning(f"training finalist {i + 1} failed: {outcome.error}")
+        for part in ddp.all_gather_objects((values, seconds, errors), patient=True):
+            values.update(part[0])
+            seconds.update(part[1])
+            errors.update(part[2])
+        self.rerank_acc = [values.get(i, float("nan")) for i in range(len(jobs))]
+        self.rerank_errors = errors
+        self.rerank_s = float(sum(seconds.values()))
+        ranked = np.nan_to_num(np.asarray(self.rerank_acc, dtype=np.float64), nan=-np.inf)
+        best = int(np.argmax(ranked))
+        self.chosen = self.finalists[best]
+        events = [f"finalist {i + 1}/{len(jobs)}: validation accuracy {v:.2f}% after {c.rerank_epochs} epochs"
+                  for i, v in enumerate(self.rerank_acc) if i not in errors]
+        events += [f"finalist {i + 1} failed: {e}" for i, e in sorted(errors.items())]
+        events.append(f"chose finalist {best + 1}" + (f" ({hits} read from the cache)" if hits else ""))
         return events
 
     # -- results ------------------------------------------------------------------------------------------
@@ -443,7 +528,8 @@ class NaoV2(Strategy):
         out: dict[str, Any] = {"method": self.name, "space": c.space, "balanced": c.balanced,
                                "independent": c.independent, "compare": c.compare, "iterations": self.records,
                                "finalists": [list(s) for s in self.finalists], "rerank": c.rerank,
-                               "rerank_acc": self.rerank_acc,
+                               "rerank_acc": self.rerank_acc, "rerank_s": self.rerank_s,
+                               "rerank_errors": {str(i + 1): e for i, e in self.rerank_errors.items()},
                                "chosen": list(self.chosen) if self.chosen is not None else None}
         if self.chosen is not None:
             out["genotype"] = str(self.genotype(self.chosen))
@@ -462,19 +548,19 @@ class NaoV2(Strategy):
     # -- state --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "version": 1, "base_seed": self.base_seed, "gen": self.gen.get_state(), "dp_gen": self.dp_gen.get_state(),
+            "version": 2, "base_seed": self.base_seed, "gen": self.gen.get_state(), "dp_gen": self.dp_gen.get_state(),
             "pool_new": [list(s) for s in self.pool_new], "evaluated": [list(s) for s in self.evaluated],
             "scores": self.scores, "records": self.records, "finalists": [list(s) for s in self.finalists],
-            "rerank_acc": self.rerank_acc, "chosen": None if self.chosen is None else list(self.chosen),
+            "rerank_acc": self.rerank_acc, "rerank_s": self.rerank_s,
+            "rerank_errors": {str(i): e for i, e in self.rerank_errors.items()},
+            "chosen": None if self.chosen is None else list(self.chosen),
             "controller": self.controller.state_dict(), "epoch": self.epoch,
             "trainees": {k: {"net": t.net.state_dict(), "optimizer": t.optimizer.state_dict()}
                          for k, t in self.trainees.items()},
-            "candidate": None if self.candidate is None else
-            {"net": self.candidate[0].state_dict(), "optimizer": self.candidate[1].state_dict()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("version") != 1:
+        if state.get("version") != 2:
             raise ConfigError("this checkpoint was written by another NAO-V2 version; start a new run")
         self.base_seed = int(state["base_seed"])
         self.pool_new = [tuple(s) for s in state["pool_new"]]
@@ -483,6 +569,8 @@ class NaoV2(Strategy):
         self.records = list(state["records"])
         self.finalists = [tuple(s) for s in state["finalists"]]
         self.rerank_acc = list(state["rerank_acc"])
+        self.rerank_s = float(state["rerank_s"])
+        self.rerank_errors = {int(i): e for i, e in state["rerank_errors"].items()}
         self.chosen = None if state["chosen"] is None else tuple(state["chosen"])
         self.controller.load_state_dict(state["controller"])
         self.epoch = int(state["epoch"])
@@ -493,15 +581,16 @@ class NaoV2(Strategy):
             t.net.load_state_dict(saved["net"])
             t.optimizer.load_state_dict(saved["optimizer"])
             self.trainees[key] = t
-        self.candidate = None
-        if state["candidate"] is not None:
-            phase, k, _ = self._position(self.epoch)
-            net, opt = self._build_candidate(self.finalists[k])
-            net.load_state_dict(state["candidate"]["net"])
-            opt.load_state_dict(state["candidate"]["optimizer"])
-            self.candidate = (net, opt)
         self.gen.set_state(state["gen"])
         self.dp_gen.set_state(state["dp_gen"])
+
+
+def _finalist_key(job: FinalistTraining, data: DataRecipe) -> str:
+    """The cache key of a finalist's accuracy: everything it depends on (the device kind, not its number)."""
+    parts = {"kind": "nao-v2 finalist", "genotype": job.genotype.to_dict(), "recipe": to_dict(job.recipe),
+             "job": {k: v for k, v in vars(job).items() if k not in ("genotype", "recipe")},
+             "data": {**vars(data), "device": torch.device(data.device).type}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 STRATEGIES.add("nao-v2", NaoV2)

@@ -31,7 +31,7 @@ from ..benchmarks import COLUMN_ALIASES, SELECTION_COLUMNS, NB201Table, load_nb2
 from ..config import option
 from ..errors import ConfigError, DataError
 from ..genotypes import Genotype
-from ..parallel import EXECUTOR_KINDS, check_executor, make_executor
+from ..parallel.options import ExecutorOptions
 from ..spaces import NB201Arch, NB201Space
 from ..spaces.nb201 import NB201_SIZE
 from ..training.brief import BriefTraining, train_briefly
@@ -45,8 +45,9 @@ _AUTO_DATASET = {10: "cifar10", 100: "cifar100", 120: "imagenet16"}
 
 
 @dataclass
-class SampleSelectConfig:
-    """Settings shared by the sample-and-select methods (defaults: the KNAS NB201 protocol on CIFAR-10)."""
+class SampleSelectConfig(ExecutorOptions):
+    """Settings shared by the sample-and-select methods (defaults: the KNAS NB201 protocol on CIFAR-10); the
+    executor settings (``workers``, ``executor``, ...) train the shortlist when ``selection=train``."""
 
     repeats: int = option(9, ge=1)
     n_samples: int = option(300, ge=1)  # architectures drawn per repeat
@@ -66,11 +67,6 @@ class SampleSelectConfig:
     train_weight_decay: float = option(5e-4, ge=0)
     # selection=train: validation batches per candidate after its training
     eval_batches: int = option(10, ge=1)
-    # > 1: evaluate candidates this many at once (local processes or Ray tasks in flight)
-    workers: int = option(1, ge=1)
-    executor: str = option("local", choices=EXECUTOR_KINDS)  # ray: every candidate a Ray task (nasforge[ray])
-    ray_address: str = ""  # Ray cluster to join ("auto", "HOST:6379"; "" = start a local Ray)
-    threads: int = option(0, ge=0)  # torch threads per worker (0 = cores / workers locally, a task's CPUs on Ray)
 
     @property
     def epochs(self) -> int:
@@ -78,7 +74,7 @@ class SampleSelectConfig:
         return self.repeats
 
     def validate(self) -> None:
-        check_executor(self.executor, self.ray_address or None, flag="executor")
+        self.validate_executor()
         if len(self.index_range) != 2 or self.index_range[0] > self.index_range[1]:
             raise ConfigError(f"index_range={self.index_range} is out of range: must be [first, last] with first <= "
                               f"last (e.g. [0, 5000])")
@@ -243,7 +239,7 @@ class SampleSelect(Strategy):
                 c.cells_per_stage, c.train_steps, c.train_lr, c.train_momentum, c.train_weight_decay, c.eval_batches,
                 self.base_seed, self.base_seed * len(self.space) + index))  # init seed: per (seed, architecture)
         t0 = time.perf_counter()
-        with make_executor(c.executor, c.workers, c.threads or None, c.ray_address or None) as executor:
+        with c.make_executor() as executor:
             outcomes = executor.map(train_briefly, jobs, shared=ctx.data)
         self._select_s = time.perf_counter() - t0
         for p, o in zip(short, outcomes):

@@ -30,6 +30,7 @@ from ..models.cell import drop_path
 from ..models.nao import calibration
 from ..models.network import reduction_indices
 from ..models.init import init_network
+from ..ops.norm import functional_batch_norm, synchronised
 
 __all__ = ["NAOSuperNet", "NAOSearchCell", "IndexedBN", "ws_op", "WS_OPS"]
 
@@ -40,7 +41,8 @@ def _kaiming(t: torch.Tensor, generator: torch.Generator | None) -> None:
 
 
 class IndexedBN(nn.Module):
-    """BatchNorm whose scale and shift are chosen by an index; running statistics are shared."""
+    """BatchNorm whose scale and shift are chosen by an index; running statistics are shared. ``synchronise``
+    (set by :func:`~nasforge.ops.norm.sync_batch_norms` under torchrun): batch statistics over all ranks."""
 
     def __init__(self, n: int, channels: int) -> None:
         super().__init__()
@@ -48,10 +50,11 @@ class IndexedBN(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n, channels))
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
+        self.synchronise = False
 
     def forward(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight[k], self.bias[k], self.training,
-                            0.1, 1e-5)
+        return functional_batch_norm(x, self.running_mean, self.running_var, self.weight[k], self.bias[k],
+                                     self.training, 0.1, 1e-5, synchronised(self))
 
     def reset(self, generator: torch.Generator | None) -> None:
         nn.init.ones_(self.weight)
