@@ -231,6 +231,22 @@ def test_bad_seed_settings_are_refused_before_any_folder(tmp_path):
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "--seeds 'a,b'" in cli.stderr
 
 
+def test_workers_without_seeds_set_the_methods_executor_or_are_refused(tmp_path):
+    """``--workers/--executor/--ray-address`` without --seeds go to a candidate method's own settings; a
+    one-supernet method refuses them in one line instead of ignoring them."""
+    from nasforge.cli import runs
+
+    parser = nasforge.cli.build_parser()
+    args = parser.parse_args(["search", "--method", "nao-v2", "--workers", "3", "--executor", "ray"])
+    assert runs._candidate_overrides(args) == ["search.workers=3", "search.executor=ray"]
+    assert runs._candidate_overrides(parser.parse_args(["search", "--method", "knas"])) == []
+    cli = subprocess.run([sys.executable, "-m", "nasforge", "search", "--method", "darts", "--workers", "2",
+                          "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1
+    assert "--workers: darts trains one supernet and evaluates no independent candidates" in cli.stderr
+    assert not (tmp_path / "d").exists()
+
+
 def test_seeds_on_ray_equal_seeds_in_process(ray_session, seeds_in_process, tmp_path):
     _, alone = seeds_in_process
     on_ray = nasforge.api.search_seeds([0, 1], out=tmp_path, overrides=SEEDS_SET, executor="ray", workers=2,

@@ -13,6 +13,8 @@ from typing import Any, Callable
 from .. import api
 from ..errors import ConfigError
 from ..parallel import distributed as ddp
+from ..parallel.options import ExecutorOptions
+from ..strategies import STRATEGIES
 
 __all__ = ["COMMANDS", "add_parsers"]
 
@@ -22,6 +24,7 @@ EXAMPLES_SEARCH = """examples:
   nasforge search --set search.order=second --set search.epochs=10 --out runs/x
   nasforge search --out runs/x --resume             # continue an interrupted run
   nasforge search --seeds 0-3 --workers 2 --out runs/s   # four seeds, two at a time (runs/s/seed<k>)
+  nasforge search --method nao-v2 --workers 2       # NAO-V2's finalists trained two at a time
   torchrun --nproc-per-node 2 -m nasforge search --dataset cifar10 --preset paper   # data-parallel
 """
 EXAMPLES_TRAIN = """examples:
@@ -58,13 +61,16 @@ def add_parsers(sub: Any) -> None:
                                    "genotype.json, checkpoints/ and report.md into the run folder.")
     p.add_argument("--method", default="darts", help="search method (default: darts); see 'nasforge presets'")
     _common(p, "<method>")
-    g = p.add_argument_group("several seeds", "the same search once per seed, in parallel; each seed's run goes to "
-                                              "OUT/seed<k>, a summary to OUT/seeds.json; rerunning the command "
-                                              "skips finished seeds and resumes interrupted ones")
+    g = p.add_argument_group("parallel candidates", "with --seeds: the same search once per seed, in parallel; "
+                                                    "each seed's run goes to OUT/seed<k>, a summary to OUT/seeds.json; "
+                                                    "rerunning the command skips finished seeds and resumes "
+                                                    "interrupted ones. Without --seeds: where knas, random and "
+                                                    "nao-v2 train their candidates (search.workers, "
+                                                    "search.executor, search.ray_address)")
     g.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3 (or a range, 0-3)")
-    g.add_argument("--workers", type=int, default=1, help="searches at once (default: 1)")
-    g.add_argument("--executor", default="local", help="local (processes here, default) or ray")
-    g.add_argument("--ray-address", help="a Ray cluster to run the searches on (with --executor ray)")
+    g.add_argument("--workers", type=int, help="searches (or candidates) at once (default: 1)")
+    g.add_argument("--executor", help="local (processes here, default) or ray")
+    g.add_argument("--ray-address", help="a Ray cluster to run them on (with --executor ray)")
 
     p = sub.add_parser("train", help="retrain a genotype from scratch and report test accuracy",
                        epilog=EXAMPLES_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -95,7 +101,7 @@ def _search_seeds(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds resumes interrupted seeds by itself: rerun the same command without --resume")
     runs = api.search_seeds(_parse_seeds(args.seeds), method=args.method, dataset=args.dataset, preset=args.preset,
                             out=args.out, device=args.device, overrides=args.overrides, data_dir=args.data_dir,
-                            executor=args.executor, workers=args.workers, threads=args.threads,
+                            executor=args.executor or "local", workers=args.workers or 1, threads=args.threads,
                             ray_address=args.ray_address)
     for r in runs:
         state = f"FAILED {r.error}" if r.error else f"{r.genotype_hash} valid_acc={r.valid_acc}" + \
@@ -105,11 +111,26 @@ def _search_seeds(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in runs) else 0
 
 
+def _candidate_overrides(args: argparse.Namespace) -> list[str]:
+    """``--workers/--executor/--ray-address`` without ``--seeds``: the method's own executor settings (refused in
+    one line for a method that evaluates no independent candidates, rather than silently ignored)."""
+    given = {"workers": args.workers, "executor": args.executor, "ray_address": args.ray_address}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return []
+    if not issubclass(STRATEGIES.get(args.method).Config, ExecutorOptions):
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{flags}: {args.method} trains one supernet and evaluates no independent candidates; "
+                          f"use them with --seeds, or run it data-parallel with torchrun")
+    return [f"search.{k}={v}" for k, v in given.items()]
+
+
 def _search(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _search_seeds(args)
+    overrides = _candidate_overrides(args) + args.overrides  # an explicit --set wins
     result = api.search(method=args.method, dataset=args.dataset, preset=args.preset, out=args.out,
-                        seed=args.seed, device=args.device, resume=args.resume, overrides=args.overrides,
+                        seed=args.seed, device=args.device, resume=args.resume, overrides=overrides,
                         data_dir=args.data_dir, progress=not args.no_progress, threads=args.threads)
     if _follower():
         return 0
