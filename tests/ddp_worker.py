@@ -10,6 +10,7 @@ Not a test module itself (no ``test_`` prefix): the test starts it in real proce
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,18 @@ def one_step(case: str, shard: bool) -> dict[str, Any]:
     return {"grads": seen, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 
+def _decisions(value: Any) -> Any:
+    """A metrics row without what may differ per rank: times (``*_s``, "3.1 s" in events) and memory
+    (``*_mib``)."""
+    if isinstance(value, str):
+        return re.sub(r"\d+(\.\d+)? s\b", "<time>", value)
+    if isinstance(value, dict):
+        return {k: _decisions(v) for k, v in value.items() if not k.endswith(("_s", "_mib"))}
+    if isinstance(value, list):
+        return [_decisions(v) for v in value]
+    return value
+
+
 def main() -> int:
     mode, target = sys.argv[1], Path(sys.argv[2])
     torch.set_num_threads(1)
@@ -99,7 +112,7 @@ def main() -> int:
         "genotype": str(result.genotype), "arch_history": result.arch_history,
         "losses": [row.get("train_loss") for row in result.history],
         "valid_acc": [row.get("valid_acc") for row in result.history],
-        "rows": [{k: v for k, v in row.items() if k not in ("epoch_s", "wall_s")} for row in result.history]}))
+        "rows": [_decisions(row) for row in result.history]}))
     return 0
 
 

@@ -1,8 +1,8 @@
 """The fused supernet forward (supernets/fused.py, issue 13) against the plain per-op path, from the same seed:
 logits, alpha gradients, weight gradients and BN running statistics within float tolerance, for DARTS (softmax,
 shared cells, first and second order), P-DARTS stage masks, GOLD-NAS (sigmoid, unshared, removed ops, auxiliary
-head), ops the fused path does not know, both recompute modes, eval mode and odd image sizes; checkpoints move
-between the paths."""
+head), EnTranNAS Engine- and Transit-cells, ops the fused path does not know, both recompute modes, eval mode and
+odd image sizes; checkpoints move between the paths."""
 
 from __future__ import annotations
 
@@ -217,3 +217,40 @@ def test_config_options_reach_the_supernet():
     assert s.net.channels_last and all(c.fused and not c.checkpoint_edges for c in s.net.cells)
     s = _darts(False, "first")
     assert not s.net.channels_last and all(not c.fused and c.checkpoint_edges for c in s.net.cells)
+
+
+@pytest.mark.parametrize("sharing,derivation,recompute", [(True, "rule", False), (False, "rule", True),
+                                                          (True, "dst", True)])
+def test_entrannas_engine_and_transit_cells_match_the_plain_path(sharing, derivation, recompute):
+    """EnTranNAS on the fused path: each unit's ops computed together (Engine-cells), Transit-cells' affine ops
+    falling back per op; logits, α/β and weight gradients and BN statistics as the plain path's."""
+    from nasforge.spaces import FreeTopologySpace
+    from nasforge.supernets.entrannas import EnTranSuperNet
+
+    space = FreeTopologySpace(ops=tuple(o for o in DARTS_OPS if o != "none")) if derivation == "dst" else \
+        DartsSpace(ops=tuple(o for o in DARTS_OPS if o != "none"))
+    torch.manual_seed(0)
+    plain = EnTranSuperNet(space, 4, 10, 3, [0, 1], in_channels=3, derivation=derivation, feature_sharing=sharing,
+                           generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for a in plain.arch_parameters():
+            a.copy_(torch.randn(a.shape, generator=torch.Generator().manual_seed(2)))
+    plain.set_checkpoint_units(recompute)
+    fused = copy.deepcopy(plain)
+    fused.set_fused(True)
+    x, y = _x()
+    outs = []
+    for net in (plain, fused):
+        logits = net(x)
+        F.cross_entropy(logits, y).backward()
+        outs.append(logits.detach())
+    torch.testing.assert_close(outs[1], outs[0], **TOL)
+    unused = plain.unused_parameter_names()
+    for (name, p), (_, q) in zip(plain.named_parameters(), fused.named_parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, **TOL, msg=lambda m, n=name: f"{n}: {m}")
+        else:
+            assert name in unused, name
+    for (name, a), (_, b) in zip(plain.named_buffers(), fused.named_buffers()):
+        torch.testing.assert_close(b, a, **TOL, msg=lambda m, n=name: f"{n}: {m}")

@@ -134,6 +134,7 @@ class EnTranNas(Darts):
                                  in_channels=ctx.in_channels, temperature=c.temperature, derivation=c.derivation,
                                  feature_sharing=c.feature_sharing, beta_init=c.beta_init, generator=ctx.generator)
         net.set_checkpoint_units(c.checkpoint_edges)
+        net.set_fused(c.fused)
         return net
 
     # -- steps -----------------------------------------------------------------------------------------------

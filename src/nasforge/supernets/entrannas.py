@@ -38,7 +38,8 @@ from ..models.nb201 import NB201Body
 from ..ops import FactorizedReduce, ReLUConvBN, create_op, wants_relu_input
 from ..spaces import DartsSpace, NB201Space, reduction_positions
 from .arch import ArchParametersMixin
-from .supernet import _frozen_bn_stats
+from .fused import fused_source_forward
+from .supernet import _foldable, _frozen_bn_stats, _weighted
 from .weighting import softmax_weights
 
 __all__ = ["DERIVATIONS", "dst_weights", "thresholds_of", "CellGraph", "Routing", "EnTranArch", "EnTranCell",
@@ -104,6 +105,14 @@ class Routing:
         return (self.engine_active[key], self.weights[key]) if engine else (self.derived[key], None)
 
 
+class _OpSlot:
+    """One op of a unit dressed as a one-op edge of weight 1, so that the fused path computes the unit's ops
+    together and hands back each op's feature on its own (the edges then weight and share them)."""
+
+    def __init__(self, op: nn.Module) -> None:
+        self.columns, self.ops, self._splits, self.skip_dropout = [0], [op], [_foldable(op)], 0.0
+
+
 class CellGraph(nn.Module):
     """The searchable DAG of one cell: its op bank and the weighted (Engine) or unweighted (Transit) node sums.
 
@@ -134,6 +143,8 @@ class CellGraph(nn.Module):
         self.unit_source = list(unit_sources)
         self.n_nodes = len({dst for _, dst in self.edges})
         self.checkpoint_units = False
+        self.fused = False  # a unit's ops computed together (supernets/fused.py); set by set_fused
+        self._op_slots: dict[int, _OpSlot] = {}
 
     def op_module(self, edge: int, col: int) -> nn.Module:
         """The module that computes op column ``col`` on ``edge`` (shared by the edges of one source)."""
@@ -149,6 +160,12 @@ class CellGraph(nn.Module):
         uses is computed once on ``x`` and added, weighted (Engine) or not (Transit), into each edge it serves."""
         relu = F.relu(x) if any(wants_relu_input(self.ops[u][self._slot[k]]) for _, ks in plan for k in ks) else None
         features: dict[int, torch.Tensor] = {}
+        if self.fused:
+            used = sorted({k for _, ks in plan for k in ks})
+            slots = [self._op_slot(self.ops[u][self._slot[k]]) for k in used]
+            ones = torch.ones(len(slots), 1, dtype=x.dtype, device=x.device)
+            ys = fused_source_forward(x, lambda: relu, slots, ones, self.training, _weighted)
+            features = {k: y for k, y in zip(used, ys) if y is not None}
         out = []
         for e, ks in plan:
             total: torch.Tensor | None = None
@@ -160,6 +177,12 @@ class CellGraph(nn.Module):
                 total = y if total is None else total + y
             out.append(total)
         return tuple(out)
+
+    def _op_slot(self, op: nn.Module) -> "_OpSlot":
+        slot = self._op_slots.get(id(op))
+        if slot is None or slot.ops[0] is not op:
+            slot = self._op_slots[id(op)] = _OpSlot(op)
+        return slot
 
     def forward(self, inputs: list[torch.Tensor], active: torch.Tensor, weights: torch.Tensor | None
                 ) -> list[torch.Tensor]:
@@ -284,6 +307,13 @@ class EnTranArch(ArchParametersMixin):
     def graphs(self) -> list[tuple[str, bool, CellGraph]]:
         """(cell key, is Engine-cell, graph) of every searchable cell, in network order."""
         raise NotImplementedError
+
+    def set_fused(self, on: bool) -> None:
+        """Compute the ops of each unit together (one batched pointwise matmul per stage, grouped BNs,
+        :mod:`nasforge.supernets.fused`); ops the fused path does not know (affine Transit-cell ops, NB201's
+        ReLU-conv-BN) still run one by one. Results equal the plain path's within float tolerance."""
+        for _, _, graph in self.graphs():
+            graph.fused = on
 
     def set_checkpoint_units(self, on: bool) -> None:
         """Recompute op activations in backward, keeping per unit (source node or edge) only its input and its
