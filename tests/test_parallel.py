@@ -181,6 +181,20 @@ def test_knas_selects_the_same_on_ray_as_locally(ray_session, tmp_path, data_roo
     assert len(runs["ray"][0]["selection_values"]) == 2  # the shortlist trained as Ray tasks, chosen alike
 
 
+def test_nao_v2_finalists_train_alike_on_ray_and_locally(ray_session, tmp_path, data_root):
+    """NAO-V2's final re-ranking as Ray tasks gives the finalists' accuracies of local worker processes."""
+    results = {}
+    for kind in ("local", "ray"):
+        run = nasforge.search(method="nao-v2", preset="tiny", out=tmp_path / kind, progress=False, threads=1,
+                              overrides=[f"search.executor={kind}", "search.workers=2", "search.threads=1",
+                                         "search.controller.epochs=10", "search.top_k=2", "search.rerank_epochs=1",
+                                         "search.cache_dir=off"])
+        results[kind] = json.loads((run.run_dir / "result.json").read_text())
+    assert len(results["ray"]["rerank_acc"]) == 2 and not results["ray"]["rerank_errors"]
+    for key in ("finalists", "rerank_acc", "chosen"):
+        assert results["ray"][key] == results["local"][key], key
+
+
 # -- repeated seeds of a search through the executor -----------------------------------------------------------
 SEEDS_SET = ["search.epochs=1", "data.n_train=160"]
 
