@@ -99,8 +99,9 @@ def setup(device: torch.device, threads: int | None = None) -> tuple[DistContext
 
     Returns ``(context, device, owned)``: ``device`` maps ``cuda`` to ``cuda:LOCAL_RANK`` (one GPU per rank);
     ``owned`` is True when this call created the group (so :func:`teardown` should destroy it). The backend is
-    ``nccl`` for CUDA and ``gloo`` otherwise. Each rank gets ``cores // ranks on this node`` torch threads unless
-    ``threads`` says otherwise, so ranks sharing a machine do not oversubscribe its cores.
+    ``nccl`` for CUDA tensors (with ``gloo`` beside it for CPU tensors) and ``gloo`` otherwise. Each rank gets
+    ``cores // ranks on this node`` torch threads unless ``threads`` says otherwise, so ranks sharing a machine do
+    not oversubscribe its cores.
     """
     if not launched_by_torchrun():
         return current(), device, False
@@ -119,7 +120,9 @@ def setup(device: torch.device, threads: int | None = None) -> tuple[DistContext
     torch.set_num_threads(threads or default_threads(local_world, machine_cores()))
     owned = False
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        # CUDA: nccl for the tensors on the GPUs, gloo beside it for the few CPU ones (metric sums, counts, object
+        # gathers); nccl alone refuses CPU tensors
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
                                 **({"device_id": device} if device.type == "cuda" else {}))
         owned = True
