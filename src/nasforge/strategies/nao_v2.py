@@ -514,7 +514,9 @@ class NaoV2(Strategy):
 
     def epoch_metrics(self) -> dict[str, Any]:
         phase, k, _ = self._position(self.epoch)
-        row: dict[str, Any] = {"phase": phase, ("iteration" if phase == "search" else "finalist"): k + 1}
+        if phase == "rerank":
+            return {"phase": phase, "finalists": len(self.finalists)}
+        row: dict[str, Any] = {"phase": phase, "iteration": k + 1}
         if phase == "search" and self.records and self.records[-1]["iteration"] == k + 1 and self._last_epoch():
             rec = self.records[-1]
             row.update({key: rec[key] for key in ("best_acc", "mean_acc", "kendall_tau", "kendall_tau_compare",
