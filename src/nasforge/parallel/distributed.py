@@ -37,8 +37,8 @@ from ..errors import ConfigError, NasforgeError
 from .executor import default_threads, machine_cores
 
 __all__ = ["DistContext", "DivergedRanks", "current", "setup", "teardown", "average_gradients", "all_reduce_sum",
-           "broadcast_object", "broadcast_module", "average_buffers", "check_same", "state_digest", "shard_batch", "rank_seed",
-           "reduce_means", "launched_by_torchrun", "alone", "all_gather_objects"]
+           "broadcast_object", "broadcast_module", "average_buffers", "check_same", "state_digest", "shard_batch",
+           "rank_seed", "reduce_means", "launched_by_torchrun", "alone", "all_gather_objects"]
 
 
 class DivergedRanks(NasforgeError):

@@ -27,7 +27,8 @@ import torch
 from ..errors import ConfigError
 from ..memory import peak_rss_mib
 
-__all__ = ["Outcome", "Executor", "LocalExecutor", "available_cores", "machine_cores", "default_threads", "run_one", "one_line"]
+__all__ = ["Outcome", "Executor", "LocalExecutor", "available_cores", "machine_cores", "default_threads", "run_one",
+           "one_line"]
 
 _MAX_MESSAGE = 300  # characters of an error message kept in an outcome (one line)
 _DIED = "WorkerDied:"  # the error of candidates lost with a worker process

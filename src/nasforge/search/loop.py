@@ -104,6 +104,7 @@ def run_search(strategy: Strategy, data: ImageDataset, cfg: RunConfig, run: RunD
     gens = [torch.Generator(device=device).manual_seed(cfg.seed + k) for k in (1, 2)]
     train_stream = make_stream(data, cfg, train_idx, gens[0], True, cfg.data.batch_size)
     val_stream = make_stream(data, cfg, val_idx, gens[1], True, cfg.data.batch_size)
+
     def epoch_steps() -> int:  # a strategy may change it by phase (NAO-V2's re-ranking epoch has none)
         steps = strategy.steps_per_epoch
         return train_stream.batches_per_epoch if steps is None else steps

@@ -119,9 +119,11 @@ def _train_stream(recipe: DataRecipe, data: ImageDataset, train_idx: torch.Tenso
                        flip=flip, cutout=recipe.cutout, mean=data.mean, std=data.std)
 
 
-def _eval_stream(recipe: DataRecipe, data: ImageDataset, indices: torch.Tensor, order_seed: int) -> BatchStream:
-    """``indices`` (of the architecture split) in an order drawn from ``order_seed``, unaugmented."""
-    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(order_seed))
+def _eval_stream(recipe: DataRecipe, data: ImageDataset, indices: torch.Tensor, order_seed: int,
+                 first: int | None = None) -> BatchStream:
+    """``indices`` (of the architecture split) in an order drawn from ``order_seed`` (only the ``first`` of that
+    order, if given), unaugmented."""
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(order_seed))[:first]
     device = data.x_train.device
     return BatchStream(data.x_train, data.y_train, indices[order.to(device)], recipe.batch_size,
                        torch.Generator(device=device), train=False, pad=0, flip=False, cutout=0, mean=data.mean,
@@ -194,7 +196,7 @@ def train_finalist(job: FinalistTraining, recipe: DataRecipe) -> float:
     data, train_idx, val_idx = split_data(recipe)
     key = architecture_seed(job.genotype)
     train = _train_stream(recipe, data, train_idx, _seed(job.seed, key, 1))
-    val = _eval_stream(recipe, data, val_idx, _seed(job.seed, 0, 2))
+    val = _eval_stream(recipe, data, val_idx, _seed(job.seed, 0, 2), first=job.eval_images)
     tc = job.recipe
     with ddp.alone(), torch.random.fork_rng(devices=[data.x_train.device] if data.x_train.is_cuda else []):
         torch.manual_seed(_seed(job.seed, key, 3))  # dropout and drop-path masks
@@ -206,13 +208,4 @@ def train_finalist(job: FinalistTraining, recipe: DataRecipe) -> float:
             begin_train_epoch(net, opt, tc, epoch)
             for _ in range(train.batches_per_epoch):
                 train_step(net, opt, train.next_batch(), tc)
-        return _accuracy(net, _first(val.iter_epoch(), job.eval_images))
-
-
-def _first(batches: Any, n: int) -> Any:
-    """The first ``n`` samples of ``batches`` (the last batch cut short)."""
-    for x, y in batches:
-        if n <= 0:
-            return
-        yield x[:n], y[:n]
-        n -= len(y)
+        return _accuracy(net, val.iter_epoch())
