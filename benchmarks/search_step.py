@@ -30,6 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from nasforge.allocator import loaded, reexec_under_allocator  # noqa: E402
+
+if __name__ == "__main__":
+    reexec_under_allocator()  # as the nasforge command does: default settings include its allocator
+
 import torch  # noqa: E402
 
 from nasforge.strategies import STRATEGIES, SearchContext  # noqa: E402
@@ -58,14 +63,19 @@ def peak_gflops(device: torch.device) -> dict[str, float]:
                                               2 * 64 * 64 * 32 * 32 * 9)}
 
 
-def profile_step(strategy, train_b, val_b, step_s: float, top: int, device: torch.device) -> dict:
+def profile_step(strategy, train_b, val_b, step_s: float, top: int, device: torch.device, shapes: bool = False,
+                 shapes_top: int = 30) -> dict:
     """One step under the profiler (time and calls per op type), one under the FLOP counter."""
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=shapes) as prof:
         strategy.step(train_b, val_b)
+    if shapes:  # the costliest (op, input shapes) pairs, as torch's table, on stderr (stdout stays one JSON line)
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=shapes_top,
+                                                                 max_name_column_width=40, max_shapes_column_width=90),
+              file=sys.stderr)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total_us = sum(e.self_cpu_time_total for e in events)
     ops = [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 4), "calls": e.count,
@@ -110,6 +120,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--profile", action="store_true", help="per-op-type time, FLOPs and achieved GFLOP/s (JSON)")
     p.add_argument("--top", type=int, default=20, help="--profile: op types to list")
+    p.add_argument("--shapes", action="store_true",
+                   help="--profile: also print the costliest (op, input shapes) pairs as a table on stderr")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra search.* config fields, e.g. --set search.nodes=3")
     args = p.parse_args()
@@ -170,7 +182,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
     s = statistics.median(times)
     if args.profile:
-        print(json.dumps(profile_step(strategy, train_b, val_b, s, args.top, device)))
+        print(json.dumps(profile_step(strategy, train_b, val_b, s, args.top, device, args.shapes, args.top)))
         return
     out = {"method": args.method, "stage": args.stage, "order": args.order, "width": args.width, "cells": cells,
            "ops_per_edge": int(strategy.net.alive(strategy.net.arch_keys()[0]).sum(1).float().mean()),
@@ -180,7 +192,7 @@ def main() -> None:
            "s_per_iter": round(s, 4), "s_per_iter_min": round(min(times), 4),
            "images_per_s": round(args.batch / s, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
            "step_rss_mib": round(peak_rss_mib() - rss_before, 1),
-           "torch": torch.__version__}
+           "torch": torch.__version__, "allocator": loaded() or "system"}
     if device.type == "cuda":
         out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     print(json.dumps(out))

@@ -37,6 +37,7 @@ import yaml
 from ._version import __version__
 from ._io import append_text, atomic_save, atomic_write_text
 from .config import config_diff
+from .allocator import loaded
 from .errors import CheckpointError, NasforgeError, RunLockedError
 
 __all__ = ["RunDir", "environment_info", "check_writable"]
@@ -49,7 +50,8 @@ _MIN_FREE_BYTES = 2 * 2**20  # refuse to start where not even a small checkpoint
 
 def environment_info(device: str) -> dict[str, Any]:
     return {"nasforge_version": __version__, "git_commit": _git_commit(), "torch": str(torch.__version__),
-            "python": platform.python_version(), "device": device, "host": platform.node()}
+            "python": platform.python_version(), "device": device, "host": platform.node(),
+            "allocator": loaded() or "system"}
 
 
 def _git_commit() -> str | None:

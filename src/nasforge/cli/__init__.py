@@ -12,21 +12,28 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from ..allocator import reexec_under_allocator
 from ..errors import NasforgeError
 from ..interrupts import Interrupted
 from . import info, nb201, runs
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "run", "build_parser"]
 
 _GROUPS = (runs, info, nb201)
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {k: v for g in _GROUPS for k, v in g.COMMANDS.items()}
+#: commands that train networks: only these re-execute under a caching allocator (the others would only pay
+#: a second interpreter start)
+_TRAINING_COMMANDS = {"search", "train", "proxies"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nasforge", description="Neural architecture search: search a cell, retrain it, report it.",
         epilog="Start with 'nasforge search' (a one-minute search on an embedded dataset), then "
-               "'nasforge train --genotype <run>/genotype.json'. 'nasforge <command> --help' for more.")
+               "'nasforge train --genotype <run>/genotype.json'. 'nasforge <command> --help' for more. "
+               "search/train/proxies run under tcmalloc, jemalloc or mimalloc where one is installed (less "
+               "memory, often faster); NASFORGE_ALLOCATOR=system|tcmalloc|jemalloc|mimalloc|<path> chooses, "
+               "'python -m nasforge.allocator' shows which.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the final result")
     sub = parser.add_subparsers(dest="command", metavar="command")
@@ -74,5 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> int:
+    """The ``nasforge`` program: :func:`main`, for a training command re-executed first under the caching
+    allocator ``$NASFORGE_ALLOCATOR`` names (:mod:`nasforge.allocator`). ``main`` itself never re-executes, so
+    calling it in-process (tests, notebooks) leaves the caller's process alone."""
+    argv = sys.argv[1:]
+    args = build_parser().parse_args(argv)  # --help and usage errors end here, before any re-execution
+    if args.command in _TRAINING_COMMANDS:
+        try:
+            reexec_under_allocator()
+        except NasforgeError as exc:
+            print(f"nasforge: error: {exc}", file=sys.stderr)
+            return 2
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

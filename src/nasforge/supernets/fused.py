@@ -200,21 +200,42 @@ def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor
     return torch.matmul(w.to(h.dtype), h)
 
 
-def _depthwise_shared(r_cl: torch.Tensor, weights: Sequence[torch.Tensor], geometry: tuple) -> torch.Tensor:
-    """``[N, S, C, H', W']``: slot s = depthwise conv of the shared input with ``weights[s]``. Measured on this
-    CPU (docs/performance.md): channels-last input throughout; dilation 1 as one call per slot (mkldnn's
-    dilation-1 depthwise kernel is fast and loses its speed with a channel multiplier), dilation > 1 as one call
-    with channel multiplier S."""
-    n, c = r_cl.shape[:2]
+def _nchw_depthwise(geometry: tuple, device: torch.device) -> bool:
+    """Whether a stage-1 depthwise conv of this geometry runs on the NCHW input rather than the channels-last
+    copy. Measured on this CPU (forward + backward, 4 slots, docs/performance.md): channels-last wins for every
+    stride-1 geometry, but a *strided dilated* depthwise conv (the dil convs of a reduction cell) is 2-3x faster
+    on NCHW with a channel multiplier (N=32, C=16, 32x32, 3x3 dilation 2: 2.2 ms against 7.7 ms)."""
+    return device.type == "cpu" and geometry[1] != (1, 1) and geometry[3] != (1, 1)
+
+
+def _depthwise_shared(r: torch.Tensor, r_cl: Callable[[], torch.Tensor], weights: Sequence[torch.Tensor],
+                      geometry: tuple) -> torch.Tensor:
+    """``[N, S, C, H', W']``: slot s = depthwise conv of the shared input ``r`` (NCHW; ``r_cl()`` gives its
+    channels-last copy) with ``weights[s]``. Measured on this CPU (docs/performance.md): channels-last input
+    except for strided dilated convs (``_nchw_depthwise``); dilation 1 as one call per slot (mkldnn's dilation-1
+    depthwise kernel is fast and loses its speed with a channel multiplier), dilation > 1 as one call with
+    channel multiplier S."""
+    n, c = r.shape[:2]
     s = len(weights)
     args = _conv_args(geometry)
+    src = r if _nchw_depthwise(geometry, r.device) else r_cl()
     if geometry[3] == (1, 1) or s == 1:
-        outs = [F.conv2d(r_cl, w.to(r_cl.dtype), groups=c, **args) for w in weights]
+        outs = [F.conv2d(src, w.to(src.dtype), groups=c, **args) for w in weights]
         return torch.stack(outs, 1).contiguous()
-    w = torch.stack(weights, 1).reshape(c * s, 1, *weights[0].shape[-2:]).to(r_cl.dtype)
-    d = F.conv2d(r_cl, w, groups=c, **args)  # channel c*s + slot
+    w = torch.stack(weights, 1).reshape(c * s, 1, *weights[0].shape[-2:]).to(src.dtype)
+    d = F.conv2d(src, w, groups=c, **args)  # channel c*s + slot
     h, wd = d.shape[-2:]
     return d.reshape(n, c, s, h, wd).transpose(1, 2).contiguous()
+
+
+def _grouped_depthwise(src: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> torch.Tensor:
+    """Stage 2: one depthwise conv over the channels of several slots. On CPU on a channels-last copy of the
+    input: mkldnn's NCHW depthwise kernels, above all the 5x5 weight gradient, are many times slower here
+    (forward + backward at N=32, 32 channels, 32x32: 3x3 12.7 ms against 3.9 ms, 5x5 59.8 ms against 8.7 ms),
+    more than the layout copies cost (docs/performance.md)."""
+    if src.device.type == "cpu":
+        src = src.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(src, weight.to(src.dtype), groups=src.shape[1], **_conv_args(geometry))
 
 
 def _cat_slots(parts: Sequence[torch.Tensor], n: int, c: int, p: int) -> torch.Tensor | None:
@@ -270,9 +291,14 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         sep_slots: list[tuple] = []  # (edge, col, op, geometry2) in stage-1 output order: seps first, then dils
         dil_slots: list[tuple] = []
         outs_sep, outs_dil = [], []
-        r_cl = r.contiguous(memory_format=torch.channels_last)
+        cl_cache: list[torch.Tensor] = []
+
+        def r_cl() -> torch.Tensor:
+            if not cl_cache:
+                cl_cache.append(r.contiguous(memory_format=torch.channels_last))
+            return cl_cache[0]
         for geometry, slots in convs.items():
-            d = _depthwise_shared(r_cl, [_stages(op)[0][0].weight for _, _, op, _ in slots], geometry)
+            d = _depthwise_shared(r, r_cl, [_stages(op)[0][0].weight for _, _, op, _ in slots], geometry)
             h, wd = d.shape[-2:]
             seps = [i for i, sl in enumerate(slots) if sl[3] is not None]
             dils = [i for i, sl in enumerate(slots) if sl[3] is None]
@@ -282,7 +308,8 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                     outs.append(d if len(idx) == len(slots) else d[:, idx])
         # intermediates are dropped as soon as they are consumed: under recomputation nothing is saved, and the
         # block's transient memory is then what bounds the peak
-        del r_cl, d
+        cl_cache.clear()
+        del d
         n_sep, g = len(sep_slots), len(sep_slots) + len(dil_slots)
         # sep and dil pointwise apart: a BN saving a slice of a shared output would keep all of it alive
         d_sep = _cat_slots(outs_sep, n, c, h * wd)
@@ -309,8 +336,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                 srcs = [mid.reshape(n, n_sep, c, h, wd)[:, idx].reshape(n, len(idx) * c, h, wd) for idx in runs]
             for (geometry, idx), src in zip(by_geo.items(), srcs):
                 dws = [_stages(sep_slots[i][2])[1][0] for i in idx]
-                w = torch.cat([dw.weight for dw in dws]).to(mid.dtype)
-                outs2.append(F.conv2d(src, w, groups=len(idx) * c, **_conv_args(geometry)))
+                outs2.append(_grouped_depthwise(src, torch.cat([dw.weight for dw in dws]), geometry))
                 order.extend(idx)
             del mid, srcs, src
             d2 = torch.cat(outs2, 1) if len(outs2) > 1 else outs2[0]
