@@ -104,3 +104,11 @@ def test_cli_training_commands_check_the_choice_and_keep_their_command_line(tmp_
 
 def test_runs_record_the_allocator():
     assert environment_info("cpu")["allocator"] == (allocator.loaded() or "system")
+
+
+def test_the_report_command_says_what_is_wrong_in_one_line():
+    res = subprocess.run([sys.executable, "-m", "nasforge.allocator"], capture_output=True, text=True,
+                         env=_clean_env(**{allocator.ENV: "hoard"}), timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "nasforge: error: NASFORGE_ALLOCATOR='hoard' is not known; use one of auto, system, tcmalloc, jemalloc, "
+        "mimalloc or a library's path"]

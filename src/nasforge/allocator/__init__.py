@@ -29,7 +29,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Allocator", "ENV", "find", "loaded", "reexec_under_allocator"]
 
@@ -167,7 +167,3 @@ def _main() -> int:
                                 ).strip() if chosen else None}
     print(json.dumps(info))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
