@@ -209,23 +209,45 @@ def _nchw_depthwise(geometry: tuple, device: torch.device) -> bool:
 
 
 def _depthwise_shared(r: torch.Tensor, r_cl: Callable[[], torch.Tensor], weights: Sequence[torch.Tensor],
-                      geometry: tuple) -> torch.Tensor:
-    """``[N, S, C, H', W']``: slot s = depthwise conv of the shared input ``r`` (NCHW; ``r_cl()`` gives its
-    channels-last copy) with ``weights[s]``. Measured on this CPU (docs/performance.md): channels-last input
-    except for strided dilated convs (``_nchw_depthwise``); dilation 1 as one call per slot (mkldnn's dilation-1
-    depthwise kernel is fast and loses its speed with a channel multiplier), dilation > 1 as one call with
-    channel multiplier S."""
+                      geometry: tuple) -> list[torch.Tensor]:
+    """Slot s's ``[N, C, H', W']`` (in whatever layout its kernel left it; the caller stacks all slots of a
+    node in one copy): the depthwise conv of the shared input ``r`` (NCHW; ``r_cl()`` gives its channels-last
+    copy) with ``weights[s]``. Measured on this CPU (docs/performance.md): channels-last input except for
+    strided dilated convs (``_nchw_depthwise``); dilation 1 as one call per slot (mkldnn's dilation-1 depthwise
+    kernel is fast and loses its speed with a channel multiplier), dilation > 1 as one call with channel
+    multiplier S."""
     n, c = r.shape[:2]
     s = len(weights)
     args = _conv_args(geometry)
     src = r if _nchw_depthwise(geometry, r.device) else r_cl()
     if geometry[3] == (1, 1) or s == 1:
-        outs = [F.conv2d(src, w.to(src.dtype), groups=c, **args) for w in weights]
-        return torch.stack(outs, 1).contiguous()
+        return [F.conv2d(src, w.to(src.dtype), groups=c, **args) for w in weights]
     w = torch.stack(weights, 1).reshape(c * s, 1, *weights[0].shape[-2:]).to(src.dtype)
     d = F.conv2d(src, w, groups=c, **args)  # channel c*s + slot
     h, wd = d.shape[-2:]
-    return d.reshape(n, c, s, h, wd).transpose(1, 2).contiguous()
+    return list(d.reshape(n, c, s, h, wd).unbind(2))
+
+
+def _stack_slots(slots: Sequence[torch.Tensor], p: int) -> torch.Tensor:
+    """``[N, S, C, P]`` contiguous from S tensors ``[N, C, H, W]`` of any layout: one copy, where stacking per
+    kind and then concatenating the kinds would copy every slot twice."""
+    out = torch.stack(list(slots), 1)
+    return out.reshape(out.shape[0], out.shape[1], out.shape[2], p)
+
+
+def _cat_channels_nchw(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(parts, 1)`` as one contiguous NCHW tensor in one copy, whatever the parts' layouts
+    (concatenating channels-last parts gives a channels-last tensor, which a later reshape would copy again)."""
+    if len(parts) == 1:
+        return parts[0].contiguous()
+    ref = parts[0]
+    out = torch.empty((ref.shape[0], sum(t.shape[1] for t in parts), *ref.shape[2:]), dtype=ref.dtype,
+                      device=ref.device)
+    start = 0
+    for t in parts:
+        out[:, start:start + t.shape[1]].copy_(t)  # autograd records the slice copies (CopySlices)
+        start += t.shape[1]
+    return out
 
 
 def _grouped_depthwise(src: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> torch.Tensor:
@@ -236,14 +258,6 @@ def _grouped_depthwise(src: torch.Tensor, weight: torch.Tensor, geometry: tuple)
     if src.device.type == "cpu":
         src = src.contiguous(memory_format=torch.channels_last)
     return F.conv2d(src, weight.to(src.dtype), groups=src.shape[1], **_conv_args(geometry))
-
-
-def _cat_slots(parts: Sequence[torch.Tensor], n: int, c: int, p: int) -> torch.Tensor | None:
-    """``[N, S, C, P]`` contiguous from ``[N, S_i, C, H, W]`` parts (None when there are none)."""
-    if not parts:
-        return None
-    out = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
-    return out.reshape(n, out.shape[1], c, p)
 
 
 def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], edges: Sequence[nn.Module],
@@ -290,7 +304,8 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         # stage 1: the first depthwise conv of every slot, on the shared input; [N, S, C, P] per geometry
         sep_slots: list[tuple] = []  # (edge, col, op, geometry2) in stage-1 output order: seps first, then dils
         dil_slots: list[tuple] = []
-        outs_sep, outs_dil = [], []
+        outs_sep: list[torch.Tensor] = []  # per slot [N, C, H', W']
+        outs_dil: list[torch.Tensor] = []
         cl_cache: list[torch.Tensor] = []
 
         def r_cl() -> torch.Tensor:
@@ -299,22 +314,20 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
             return cl_cache[0]
         for geometry, slots in convs.items():
             d = _depthwise_shared(r, r_cl, [_stages(op)[0][0].weight for _, _, op, _ in slots], geometry)
-            h, wd = d.shape[-2:]
-            seps = [i for i, sl in enumerate(slots) if sl[3] is not None]
-            dils = [i for i, sl in enumerate(slots) if sl[3] is None]
-            for idx, dest, outs in ((seps, sep_slots, outs_sep), (dils, dil_slots, outs_dil)):
-                if idx:
-                    dest.extend(slots[i] for i in idx)
-                    outs.append(d if len(idx) == len(slots) else d[:, idx])
+            h, wd = d[0].shape[-2:]
+            for slot, out in zip(slots, d):
+                (sep_slots if slot[3] is not None else dil_slots).append(slot)
+                (outs_sep if slot[3] is not None else outs_dil).append(out)
         # intermediates are dropped as soon as they are consumed: under recomputation nothing is saved, and the
         # block's transient memory is then what bounds the peak
         cl_cache.clear()
         del d
         n_sep, g = len(sep_slots), len(sep_slots) + len(dil_slots)
         # sep and dil pointwise apart: a BN saving a slice of a shared output would keep all of it alive
-        d_sep = _cat_slots(outs_sep, n, c, h * wd)
-        d_dil = _cat_slots(outs_dil, n, c, h * wd)
-        del outs_sep, outs_dil
+        d_sep = _stack_slots(outs_sep, h * wd) if outs_sep else None
+        d_dil = _stack_slots(outs_dil, h * wd) if outs_dil else None
+        outs_sep.clear()
+        outs_dil.clear()
         p1_dil = _pointwise([_stages(op)[0][1].weight for _, _, op, _ in dil_slots], d_dil) if dil_slots else None
         del d_dil
         if n_sep:
@@ -339,7 +352,7 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                 outs2.append(_grouped_depthwise(src, torch.cat([dw.weight for dw in dws]), geometry))
                 order.extend(idx)
             del mid, srcs, src
-            d2 = torch.cat(outs2, 1) if len(outs2) > 1 else outs2[0]
+            d2 = _cat_channels_nchw(outs2)
             del outs2
             sep_slots = [sep_slots[i] for i in order]
             p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2.reshape(n, n_sep, c, h * wd))
