@@ -54,7 +54,7 @@ def main() -> None:
     chosen = find()
     nni_env = None
     if args.nni_allocator == "same" and chosen is not None:
-        nni_env = {**os.environ, "LD_PRELOAD": chosen.path, **chosen.env}
+        nni_env = chosen.environment(os.environ)
     if not Path(args.nni_python).is_file():
         raise SystemExit(f"no NNI Python at {args.nni_python}; install it as ../shared/bench/README.md says")
     out: dict[str, Any] = {"benchmark": "vs_nni", "rounds": args.rounds, "steps": args.steps,

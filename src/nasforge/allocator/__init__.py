@@ -28,6 +28,7 @@ import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from ..errors import ConfigError
 
@@ -43,6 +44,16 @@ class Allocator:
     path: str
     #: settings the allocator reads from the environment; applied only where the user has not set them
     env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` plus what a process needs to start under this allocator: the library first in
+        ``LD_PRELOAD``, its settings where ``base`` has none, and the marker that stops a second re-execution."""
+        env = dict(base)
+        env["LD_PRELOAD"] = " ".join(p for p in (self.path, env.get("LD_PRELOAD", "")) if p)
+        env[_ACTIVE] = self.path
+        for key, value in self.env.items():
+            env.setdefault(key, value)
+        return env
 
 
 # In order of preference, as measured (docs/performance.md, 8/5/32, alternating): tcmalloc fastest at ~670 MiB,
@@ -126,28 +137,20 @@ def _preloads_an_allocator(names: str) -> bool:
     return any(f"lib{n}" in names for n in _KNOWN)
 
 
-def reexec_under_allocator(argv: list[str] | None = None) -> None:
-    """Re-execute this process (same interpreter, same command line) with the chosen allocator preloaded,
-    once; return without doing anything when there is nothing to change (``system``, none found, already
-    running under it, ``LD_PRELOAD`` already naming an allocator). Call it first thing in a program's entry
-    point, never from library code. Raises :class:`ConfigError` for a bad ``$NASFORGE_ALLOCATOR``."""
+def reexec_under_allocator() -> None:
+    """Re-execute this process (same interpreter, same command line, ``sys.orig_argv``) with the chosen
+    allocator preloaded, once; return without doing anything when there is nothing to change (``system``, none
+    found, already running under it, ``LD_PRELOAD`` already naming an allocator). Call it first thing in a
+    program's entry point, never from library code. Raises :class:`ConfigError` for a bad ``$NASFORGE_ALLOCATOR``."""
     if os.environ.get(_ACTIVE) is not None or _preloads_an_allocator(os.environ.get("LD_PRELOAD", "")):
         return
     chosen = find()
     if chosen is None:
         return
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = " ".join(p for p in (chosen.path, env.get("LD_PRELOAD", "")) if p)
-    env[_ACTIVE] = chosen.path
-    for key, value in chosen.env.items():
-        env.setdefault(key, value)
-    args = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
-    if argv is None and not hasattr(sys, "orig_argv"):
-        args = [sys.executable, *args]
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, *args[1:]], env)
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], chosen.environment(os.environ))
     except OSError:  # cannot re-execute (odd launcher): run on with the system allocator
         return
 
