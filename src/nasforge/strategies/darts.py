@@ -28,7 +28,7 @@ from ..spaces.nb201 import NB201Space
 from ..supernets import NB201SuperNet, SuperNet
 from .base import STRATEGIES, Batch, SearchContext, Strategy
 from ..parallel.distributed import average_gradients, average_param_grads
-from .hypergrad import first_order_arch_grads, second_order_arch_grads
+from .hypergrad import first_order_arch_grads, frozen, second_order_arch_grads
 
 __all__ = ["Darts", "DartsConfig", "BilevelConfig", "cosine_lr"]
 
@@ -162,7 +162,7 @@ class Darts(Strategy):
         val_loss = lambda: self.arch_loss(val_batch)  # noqa: E731
         n_val, n_train = len(val_batch[1]), len(train_batch[1])
         if self.config.order == "first":
-            loss, grads = first_order_arch_grads(val_loss, arch)
+            loss, grads = first_order_arch_grads(val_loss, arch, self.net.weight_parameters())
             grads = average_gradients(grads, n_val)
         else:
             weights = self.net.weight_parameters()
@@ -187,17 +187,11 @@ class Darts(Strategy):
 
     def weight_step(self, batch: Batch) -> dict[str, float]:
         x, y = batch
-        arch = self.net.arch_parameters()
-        for p in arch:  # no architecture gradients in the weight step
-            p.requires_grad_(False)
-        try:
+        with frozen(self.net.arch_parameters()):  # no architecture gradients in the weight step
             logits = self.net(x)
             loss = F.cross_entropy(logits, y)
             self.w_optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        finally:
-            for p in arch:
-                p.requires_grad_(True)
         average_param_grads(self.net.weight_parameters(), len(y))  # data-parallel: the global batch's gradient
         if self.config.w_grad_clip > 0:
             nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.w_grad_clip)

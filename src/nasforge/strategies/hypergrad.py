@@ -1,6 +1,8 @@
 """Architecture gradients for bilevel search (METHODS.md §1.4), independent of any particular network.
 
-First order: ∇_α L_val(w, α), asking autograd only for α's gradient (no weight gradients are built).
+First order: ∇_α L_val(w, α), with the weights frozen (``requires_grad`` off) for that forward and backward, so
+that no weight gradient is computed anywhere: autograd would skip the built-in ops' weight gradients anyway, but
+a custom backward (``ops/depthwise.py``) can only know from ``requires_grad`` that a gradient is not wanted.
 
 Second order (DARTS "unrolled"): with the virtual step w' = w − ξ·(μ·m + ∇_w L_train(w, α) + λ·w),
     ∇_α L_val(w', α) − ξ · ∇²_{α,w} L_train(w, α) · ∇_{w'} L_val(w', α),
@@ -14,12 +16,13 @@ gradient: they do not move in the virtual step and contribute nothing to v.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["first_order_arch_grads", "second_order_arch_grads"]
+__all__ = ["first_order_arch_grads", "second_order_arch_grads", "frozen"]
 
 LossFn = Callable[[], torch.Tensor]
 Reduce = Callable[[Sequence[torch.Tensor | None]], Sequence[torch.Tensor | None]]
@@ -29,9 +32,26 @@ def _same(grads: Sequence[torch.Tensor | None]) -> Sequence[torch.Tensor | None]
     return grads
 
 
-def first_order_arch_grads(val_loss: LossFn, arch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    loss = val_loss()
-    grads = torch.autograd.grad(loss, list(arch))
+@contextlib.contextmanager
+def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """``requires_grad`` off for ``params`` inside the block (and back on after it, whatever happens): a step
+    that updates one set of parameters builds no gradient of the other."""
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def first_order_arch_grads(val_loss: LossFn, arch: Sequence[torch.Tensor], weights: Sequence[torch.Tensor] = ()
+                           ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(L_val, ∇_α L_val)``; ``weights`` are frozen meanwhile (their gradients are not wanted)."""
+    with frozen(weights):
+        loss = val_loss()
+        grads = torch.autograd.grad(loss, list(arch))
     return loss.detach(), list(grads)
 
 

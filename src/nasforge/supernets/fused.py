@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..ops import FactorizedReduce, Identity
+from ..ops.depthwise import depthwise_conv2d
 from ..ops.norm import functional_batch_norm, synchronised
 from ..ops.primitives import DilConv, Pool, SepConv
 
@@ -123,11 +124,6 @@ def _stages(op: nn.Module) -> list[tuple]:
     return [_dil_stage(op, False)]
 
 
-def _conv_args(geometry: tuple) -> dict:
-    k, s, p, d = geometry
-    return {"stride": s, "padding": p, "dilation": d}
-
-
 def _batch_norm(h: torch.Tensor, bns: Sequence[nn.BatchNorm2d], weight: torch.Tensor | None) -> torch.Tensor:
     """One batch norm over channels concatenated from ``bns`` (non-affine, so exact per channel); each
     BN's running statistics are gathered, updated as that BN would, and written back."""
@@ -200,64 +196,11 @@ def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor
     return torch.matmul(w.to(h.dtype), h)
 
 
-def _nchw_depthwise(geometry: tuple, device: torch.device) -> bool:
-    """Whether a stage-1 depthwise conv of this geometry runs on the NCHW input rather than the channels-last
-    copy. Measured on this CPU (forward + backward, 4 slots, docs/performance.md): channels-last wins for every
-    stride-1 geometry, but a *strided dilated* depthwise conv (the dil convs of a reduction cell) is 2-3x faster
-    on NCHW with a channel multiplier (N=32, C=16, 32x32, 3x3 dilation 2: 2.2 ms against 7.7 ms)."""
-    return device.type == "cpu" and geometry[1] != (1, 1) and geometry[3] != (1, 1)
-
-
-def _depthwise_shared(r: torch.Tensor, r_cl: Callable[[], torch.Tensor], weights: Sequence[torch.Tensor],
-                      geometry: tuple) -> list[torch.Tensor]:
-    """Slot s's ``[N, C, H', W']`` (in whatever layout its kernel left it; the caller stacks all slots of a
-    node in one copy): the depthwise conv of the shared input ``r`` (NCHW; ``r_cl()`` gives its channels-last
-    copy) with ``weights[s]``. Measured on this CPU (docs/performance.md): channels-last input except for
-    strided dilated convs (``_nchw_depthwise``); dilation 1 as one call per slot (mkldnn's dilation-1 depthwise
-    kernel is fast and loses its speed with a channel multiplier), dilation > 1 as one call with channel
-    multiplier S."""
-    n, c = r.shape[:2]
-    s = len(weights)
-    args = _conv_args(geometry)
-    src = r if _nchw_depthwise(geometry, r.device) else r_cl()
-    if geometry[3] == (1, 1) or s == 1:
-        return [F.conv2d(src, w.to(src.dtype), groups=c, **args) for w in weights]
-    w = torch.stack(weights, 1).reshape(c * s, 1, *weights[0].shape[-2:]).to(src.dtype)
-    d = F.conv2d(src, w, groups=c, **args)  # channel c*s + slot
-    h, wd = d.shape[-2:]
-    return list(d.reshape(n, c, s, h, wd).unbind(2))
-
-
 def _stack_slots(slots: Sequence[torch.Tensor], p: int) -> torch.Tensor:
     """``[N, S, C, P]`` contiguous from S tensors ``[N, C, H, W]`` of any layout: one copy, where stacking per
     kind and then concatenating the kinds would copy every slot twice."""
     out = torch.stack(list(slots), 1)
     return out.reshape(out.shape[0], out.shape[1], out.shape[2], p)
-
-
-def _cat_channels_nchw(parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat(parts, 1)`` as one contiguous NCHW tensor in one copy, whatever the parts' layouts
-    (concatenating channels-last parts gives a channels-last tensor, which a later reshape would copy again)."""
-    if len(parts) == 1:
-        return parts[0].contiguous()
-    ref = parts[0]
-    out = torch.empty((ref.shape[0], sum(t.shape[1] for t in parts), *ref.shape[2:]), dtype=ref.dtype,
-                      device=ref.device)
-    start = 0
-    for t in parts:
-        out[:, start:start + t.shape[1]].copy_(t)  # autograd records the slice copies (CopySlices)
-        start += t.shape[1]
-    return out
-
-
-def _grouped_depthwise(src: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> torch.Tensor:
-    """Stage 2: one depthwise conv over the channels of several slots. On CPU on a channels-last copy of the
-    input: mkldnn's NCHW depthwise kernels, above all the 5x5 weight gradient, are many times slower here
-    (forward + backward at N=32, 32 channels, 32x32: 3x3 12.7 ms against 3.9 ms, 5x5 59.8 ms against 8.7 ms),
-    more than the layout copies cost (docs/performance.md)."""
-    if src.device.type == "cpu":
-        src = src.contiguous(memory_format=torch.channels_last)
-    return F.conv2d(src, weight.to(src.dtype), groups=src.shape[1], **_conv_args(geometry))
 
 
 def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], edges: Sequence[nn.Module],
@@ -301,26 +244,19 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
     if convs:
         r = x_relu()
         n, c = r.shape[:2]
-        # stage 1: the first depthwise conv of every slot, on the shared input; [N, S, C, P] per geometry
+        # stage 1: the first depthwise conv of every slot, on the shared input, one call per geometry
         sep_slots: list[tuple] = []  # (edge, col, op, geometry2) in stage-1 output order: seps first, then dils
         dil_slots: list[tuple] = []
         outs_sep: list[torch.Tensor] = []  # per slot [N, C, H', W']
         outs_dil: list[torch.Tensor] = []
-        cl_cache: list[torch.Tensor] = []
-
-        def r_cl() -> torch.Tensor:
-            if not cl_cache:
-                cl_cache.append(r.contiguous(memory_format=torch.channels_last))
-            return cl_cache[0]
         for geometry, slots in convs.items():
-            d = _depthwise_shared(r, r_cl, [_stages(op)[0][0].weight for _, _, op, _ in slots], geometry)
+            d = depthwise_conv2d(r, [_stages(op)[0][0].weight for _, _, op, _ in slots], *geometry[1:])
             h, wd = d[0].shape[-2:]
             for slot, out in zip(slots, d):
                 (sep_slots if slot[3] is not None else dil_slots).append(slot)
                 (outs_sep if slot[3] is not None else outs_dil).append(out)
         # intermediates are dropped as soon as they are consumed: under recomputation nothing is saved, and the
         # block's transient memory is then what bounds the peak
-        cl_cache.clear()
         del d
         n_sep, g = len(sep_slots), len(sep_slots) + len(dil_slots)
         # sep and dil pointwise apart: a BN saving a slice of a shared output would keep all of it alive
@@ -349,10 +285,10 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
                 srcs = [mid.reshape(n, n_sep, c, h, wd)[:, idx].reshape(n, len(idx) * c, h, wd) for idx in runs]
             for (geometry, idx), src in zip(by_geo.items(), srcs):
                 dws = [_stages(sep_slots[i][2])[1][0] for i in idx]
-                outs2.append(_grouped_depthwise(src, torch.cat([dw.weight for dw in dws]), geometry))
+                outs2.extend(depthwise_conv2d(src, [torch.cat([dw.weight for dw in dws])], *geometry[1:]))
                 order.extend(idx)
             del mid, srcs, src
-            d2 = _cat_channels_nchw(outs2)
+            d2 = torch.cat(outs2, 1) if len(outs2) > 1 else outs2[0]
             del outs2
             sep_slots = [sep_slots[i] for i in order]
             p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2.reshape(n, n_sep, c, h * wd))
