@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from nasforge.ops.depthwise import _window_starts, depthwise_conv2d
+from nasforge.ops.depthwise import _window_starts, avg_pool2d, depthwise_conv2d
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -91,3 +91,20 @@ def test_window_starts_cover_the_kernel() -> None:
     for k in range(3, 12):
         covered = {s + i for s in _window_starts(k) for i in range(3)}
         assert covered == set(range(k)), k
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (2, 2, 0), (3, None, 1)])
+@pytest.mark.parametrize("include", [False, True])
+@pytest.mark.parametrize("size", [8, 7])
+def test_avg_pool_matches(kernel: int, stride: int | None, padding: int, include: bool, size: int) -> None:
+    x = torch.randn(3, 4, size, size, generator=torch.Generator().manual_seed(size))
+    up = None
+    grads = []
+    for fn in (avg_pool2d, lambda x, k, s, p, i: F.avg_pool2d(x, k, s, p, count_include_pad=i)):
+        xi = x.clone().requires_grad_(True)
+        y = fn(xi, kernel, stride, padding, include)
+        up = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) if up is None else up
+        (y * up).sum().backward()
+        grads.append((y.detach(), xi.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], **TOL)
+    torch.testing.assert_close(grads[0][1], grads[1][1], **TOL)

@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..ops import FactorizedReduce, Identity
-from ..ops.depthwise import depthwise_conv2d
+from ..ops.depthwise import avg_pool2d, depthwise_conv2d
 from ..ops.norm import functional_batch_norm, synchronised
 from ..ops.primitives import DilConv, Pool, SepConv
 
@@ -187,7 +187,7 @@ def _pool(x: torch.Tensor, kind: tuple) -> torch.Tensor:
             return F.max_pool2d(cl, k, s, pad).contiguous()
         return F.max_pool2d(x, k, s, pad)
     _, _, k, s, pad, include = kind
-    return F.avg_pool2d(x, k, s, pad, count_include_pad=include)
+    return avg_pool2d(x, k, s, pad, include)
 
 
 def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
