@@ -237,9 +237,10 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
 
     parts: list[torch.Tensor] = []  # [N, S_i, C, H', W'] slot tensors, already weighted
     slot_edges: list[int] = []
-    final_pre: list[torch.Tensor] = []  # pre-final-BN tensors [N, S_i, C, H', W'] of conv and FR slots
-    final_bns: list[nn.BatchNorm2d] = []
-    final_w: list[tuple[int, int]] = []
+    # (pre-final-BN tensor [N, S_i, C, H', W'], its slots' final BNs, their (edge, column)) of the sep convs, the
+    # dil convs and the FactorizedReduces: normalised group by group, since concatenating them for one BN call
+    # would copy every slot once more
+    finals: list[tuple[torch.Tensor, list[nn.BatchNorm2d], list[tuple[int, int]]]] = []
 
     if convs:
         r = x_relu()
@@ -293,15 +294,13 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
             sep_slots = [sep_slots[i] for i in order]
             p2 = _pointwise([_stages(op)[1][1].weight for _, _, op, _ in sep_slots], d2.reshape(n, n_sep, c, h * wd))
             del d2
-            final_pre.append(p2.view(n, n_sep, c, h, wd))
+            finals.append((p2.view(n, n_sep, c, h, wd), [_stages(op)[1][2] for _, _, op, _ in sep_slots],
+                           [(e, col) for e, col, _, _ in sep_slots]))
             del p2
-            final_bns += [_stages(op)[1][2] for _, _, op, _ in sep_slots]
-            final_w += [(e, col) for e, col, _, _ in sep_slots]
         if dil_slots:
-            final_pre.append(p1_dil.view(n, g - n_sep, c, h, wd))
+            finals.append((p1_dil.view(n, g - n_sep, c, h, wd), [_stages(op)[0][2] for _, _, op, _ in dil_slots],
+                           [(e, col) for e, col, _, _ in dil_slots]))
             del p1_dil
-            final_bns += [_stages(op)[0][2] for _, _, op, _ in dil_slots]
-            final_w += [(e, col) for e, col, _, _ in dil_slots]
     if frs:
         r = x_relu()
         shifted = r[:, :, 1:, 1:]
@@ -313,21 +312,17 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
         n, half, h2, w2 = a.shape[0], ops[0].conv_1.out_channels, a.shape[-2], a.shape[-1]
         s = len(ops)
         pre = torch.stack([a.reshape(n, s, half, h2, w2), b.reshape(n, s, half, h2, w2)], 2)  # [N, S, 2, C/2, H, W]
-        final_pre.append(pre.view(n, s, 2 * half, h2, w2))
+        finals.append((pre.view(n, s, 2 * half, h2, w2), [op.bn for op in ops], [(e, col) for e, col, _ in frs]))
         del a, b, shifted, pre
-        final_bns += [op.bn for op in ops]
-        final_w += [(e, col) for e, col, _ in frs]
-    if final_pre:
-        pre = torch.cat(final_pre, 1) if len(final_pre) > 1 else final_pre[0]
-        final_pre.clear()
+    while finals:
+        pre, bns, slot_cols = finals.pop(0)
         n, s, c, h, wd = pre.shape
-        e_idx = torch.tensor([e for e, _ in final_w], device=rows.device)
-        c_idx = torch.tensor([col for _, col in final_w], device=rows.device)
-        w = rows[e_idx, c_idx]
-        out = _batch_norm(pre.reshape(n, s * c, h, wd), final_bns, w.repeat_interleave(c))
+        e_idx = torch.tensor([e for e, _ in slot_cols], device=rows.device)
+        c_idx = torch.tensor([col for _, col in slot_cols], device=rows.device)
+        out = _batch_norm(pre.reshape(n, s * c, h, wd), bns, rows[e_idx, c_idx].repeat_interleave(c))
         del pre
         parts.append(out.reshape(n, s, c, h, wd))
-        slot_edges += [e for e, _ in final_w]
+        slot_edges += [e for e, _ in slot_cols]
     for kind, slots in pools.items():
         p = _pool(x, kind)
         e_idx = torch.tensor([e for e, _, _ in slots], device=rows.device)
