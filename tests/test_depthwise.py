@@ -108,3 +108,19 @@ def test_avg_pool_matches(kernel: int, stride: int | None, padding: int, include
         grads.append((y.detach(), xi.grad))
     torch.testing.assert_close(grads[0][0], grads[1][0], **TOL)
     torch.testing.assert_close(grads[0][1], grads[1][1], **TOL)
+
+
+def test_torch_func_transforms_take_the_plain_ops() -> None:
+    """Per-sample gradients (``torch.func``, as the MGM proxy takes them) work through both functions."""
+    x = torch.randn(3, 4, 6, 6)
+    w = torch.randn(4, 1, 3, 3)
+
+    def loss(w: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        (y,) = depthwise_conv2d(xi[None], [w], (1, 1), (1, 1), (1, 1))
+        return avg_pool2d(y, 3, 1, 1, False).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(w, x)
+    for i in range(3):
+        ref = torch.autograd.grad(F.avg_pool2d(F.conv2d(x[i:i + 1], w.requires_grad_(), None, 1, 1, 1, 4), 3, 1, 1,
+                                               count_include_pad=False).square().sum(), w)[0]
+        torch.testing.assert_close(per_sample[i], ref, **TOL)

@@ -1,20 +1,23 @@
-"""Depthwise convolutions of one shared input, with a backward that picks the fastest CPU kernel per gradient.
+"""Depthwise convolutions (and average pools) with a backward that takes the fast CPU kernel per gradient.
 
-A search cell runs every sep/dil conv's depthwise stage on the same few inputs. PyTorch's CPU backward of a
-depthwise conv is far slower than its forward, and which memory layout is fast differs per gradient
-(measured on this repository's 2-core CPU, ``docs/performance.md``, [N, C, H, W] = [64, 64, 32, 32]):
+A search cell runs every sep/dil conv's depthwise stage on the same few inputs, and PyTorch's CPU backward of a
+depthwise conv is far slower than its forward. oneDNN (torch 2.13's CPU convolutions) has a fast depthwise
+forward for every geometry, but a fast depthwise *weight gradient* only for 3×3, dilation 1, stride 1: the
+others fall to generic or gemm kernels (``ONEDNN_VERBOSE=1`` shows ``jit_dw`` against ``jit:avx512_core`` and
+``x64:gemm:jit``). Measured on this repository's 2-core CPU (``docs/performance.md``):
 
-* forward: NCHW is fine (3x3 2.9-4.9 ms); converting to channels-last and back costs more than it saves.
-* input gradient, stride 1: the native kernel is slow (3x3 dilation 2: 31 ms NCHW, 10 ms channels-last), but it
-  is exactly the *forward* conv of the output gradient with the flipped kernel (5 ms NCHW, no layout change).
-* weight gradient: the native NCHW kernel is very slow (5x5: 66 ms); on channels-last copies of the input and
-  the output gradient it is 3-8x faster, copies included.
+* forward: NCHW as given (oneDNN reorders internally); converting to channels-last costs more than it saves.
+* input gradient: the native kernel is slow (3x3 dilation 2 at [64, 64, 32, 32]: 31 ms NCHW, 10 ms
+  channels-last); at stride 1 it is exactly the *forward* conv of the output gradient with the flipped kernel
+  (5 ms), and at a stride dividing the dilation the same on the phase-0 grid of the padded input.
+* weight gradient: on channels-last copies, rewritten into 3×3 dilation-1 problems (``_weight_grads``), made
+  once per call and only when a weight gradient is wanted: a first-order DARTS architecture step freezes the
+  weights and makes none.
+* ``avg_pool2d``: a depthwise conv with a kernel of ones over the window count, 4-9x faster than PyTorch's NCHW
+  average pool here (used by the fused supernet path).
 
-So ``depthwise_conv2d`` computes the forward as given, the input gradient as a flipped forward conv (stride 1;
-the native kernel otherwise), and the weight gradients on channels-last copies, made once per call and only
-when a weight gradient is wanted: a first-order DARTS architecture step wants none and makes no copy. The
-results are the same convolution in another summation order (``tests/test_depthwise.py``). Off the CPU the
-plain ``F.conv2d`` runs (cuDNN has its own fast depthwise kernels).
+Same convolutions in another summation order (``tests/test_depthwise.py``). Off the CPU, under autocast and
+under ``torch.func`` transforms, the plain ``F.conv2d`` / ``F.avg_pool2d`` run.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ def _pair(v: int | Sequence[int]) -> Pair:
 
 
 def _autocast(device_type: str) -> bool:
+    """Whether autocast is on, or a ``torch.func`` transform (vmap, grad) is active: the custom backward supports
+    neither, so the plain ops run (the proxies' per-sample gradients use ``torch.func``)."""
+    transforms = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if transforms is not None and transforms():
+        return True
     try:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4 takes no device type
