@@ -14,7 +14,7 @@ others fall to generic or gemm kernels (``ONEDNN_VERBOSE=1`` shows ``jit_dw`` ag
   once per call and only when a weight gradient is wanted: a first-order DARTS architecture step freezes the
   weights and makes none.
 * ``avg_pool2d``: a depthwise conv with a kernel of ones over the window count, 4-9x faster than PyTorch's NCHW
-  average pool here (used by the fused supernet path).
+  average pool here (used by the fused supernet path and by every ``Pool`` op).
 
 Same convolutions in another summation order (``tests/test_depthwise.py``). Off the CPU, under autocast and
 under ``torch.func`` transforms, the plain ``F.conv2d`` / ``F.avg_pool2d`` run.

@@ -12,7 +12,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["split_final_bn", "ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "Conv7x1_1x7", "Zero", "Identity", "Pool"]
+from .depthwise import avg_pool2d
+
+__all__ = ["split_final_bn", "ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "Conv7x1_1x7", "Zero", "Identity",
+           "Pool"]
 
 
 def _maybe_relu(relu: bool) -> list[nn.Module]:
@@ -124,11 +127,14 @@ class Pool(nn.Module):
         self.bn = nn.BatchNorm2d(search_bn_channels, affine=False) if search_bn_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(x)
+        x = self.pre_bn(x)
         return self.bn(x) if self.bn is not None else x
 
     def pre_bn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x)
+        p = self.pool
+        if isinstance(p, nn.AvgPool2d):  # the same average by the route that is fast on CPU (ops/depthwise.py)
+            return avg_pool2d(x, p.kernel_size, p.stride, p.padding, p.count_include_pad)
+        return p(x)
 
 
 def split_final_bn(op: nn.Module) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], nn.BatchNorm2d] | None:

@@ -8,17 +8,18 @@ and handed back, one per edge, for the caller to add into the target nodes.
 For one source with E outgoing edges:
 
 * ReLU once (as the plain path does).
-* The first depthwise stage of each conv kind (sep/dil, each kernel and dilation) for all edges in one call:
-  a depthwise conv with channel multiplier over the shared input.
+* The first depthwise stage of each conv kind (sep/dil, each kernel and dilation) for all edges through one
+  ``ops.depthwise.depthwise_conv2d`` call on the shared input (one conv per slot, a backward that takes the fast
+  CPU kernel per gradient); the second stage of the sep convs as one grouped depthwise conv per kernel size.
 * Every pointwise 1×1 of the group (sep stage 1 and 2, dil) as one batched matmul (``einsum``) instead of one
   convolution per op: at DARTS widths the pointwise convs are per-call-overhead bound.
 * The intermediate non-affine BNs of all sep convs as one ``F.batch_norm`` over the concatenated channels (a
   non-affine BN is per channel, so this is exact); the final BNs of every conv op and FactorizedReduce as one
   more, with the op weights folded in as the per-channel scale (as ``_weighted`` does). Running statistics are
   gathered from each op's own BN buffers and scattered back, so each op's BN sees exactly its own update.
-* Pools once per source (each kind): in training mode every edge's pool BN normalises the same pooled tensor
-  with the same batch statistics, so its output is computed once and weighted per edge; each edge's BN running
-  statistics are still updated as its own BN would.
+* Pools once per source (each kind; average pools as ``ops.depthwise.avg_pool2d``): in training mode every
+  edge's pool BN normalises the same pooled tensor with the same batch statistics, so its output is computed
+  once and weighted per edge; each edge's BN running statistics are still updated as its own BN would.
 * FactorizedReduce (the stride-2 skip): the E edges' ``conv_1``s are one conv, their ``conv_2``s another.
 * Identity: ``w_e · x`` (P-DARTS skip dropout applied per edge, after identity).
 * Any other op (``conv_7x1_1x7``, NB201 convs, affine BNs, ...) runs through the plain per-op path.
