@@ -124,3 +124,11 @@ def test_torch_func_transforms_take_the_plain_ops() -> None:
         ref = torch.autograd.grad(F.avg_pool2d(F.conv2d(x[i:i + 1], w.requires_grad_(), None, 1, 1, 1, 4), 3, 1, 1,
                                                count_include_pad=False).square().sum(), w)[0]
         torch.testing.assert_close(per_sample[i], ref, **TOL)
+
+
+def test_second_derivatives_are_refused_not_dropped() -> None:
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    w = torch.randn(3, 1, 3, 3, requires_grad=True)
+    (y,) = depthwise_conv2d(x, [w], (1, 1), (1, 1), (1, 1))
+    with pytest.raises(RuntimeError, match="first-order only"):
+        torch.autograd.grad(y.square().sum(), w, create_graph=True)

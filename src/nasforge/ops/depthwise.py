@@ -14,10 +14,12 @@ others fall to generic or gemm kernels (``ONEDNN_VERBOSE=1`` shows ``jit_dw`` ag
   once per call and only when a weight gradient is wanted: a first-order DARTS architecture step freezes the
   weights and makes none.
 * ``avg_pool2d``: a depthwise conv with a kernel of ones over the window count, 4-9x faster than PyTorch's NCHW
-  average pool here (used by the fused supernet path and by every ``Pool`` op).
+  average pool here (used by the fused supernet path).
 
 Same convolutions in another summation order (``tests/test_depthwise.py``). Off the CPU, under autocast and
-under ``torch.func`` transforms, the plain ``F.conv2d`` / ``F.avg_pool2d`` run.
+under ``torch.func`` transforms, the plain ``F.conv2d`` / ``F.avg_pool2d`` run. The backward is
+first order only and says so if asked for more (``create_graph=True``): nothing in nasforge differentiates twice
+through a supernet (second-order DARTS uses a finite difference).
 """
 
 from __future__ import annotations
@@ -191,8 +193,10 @@ class _SharedInputDepthwise(torch.autograd.Function):
         return tuple(F.conv2d(x, w.to(x.dtype), None, stride, padding, dilation, x.shape[1]) for w in weights)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: refuse loudly rather than drop the second derivative
+            raise RuntimeError("nasforge's CPU depthwise backward is first-order only: differentiate twice with "
+                               "search.fused=false (the plain path)")
         x, *weights = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
         grad_x = None

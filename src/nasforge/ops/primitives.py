@@ -12,10 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .depthwise import avg_pool2d
-
-__all__ = ["split_final_bn", "ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "Conv7x1_1x7", "Zero", "Identity",
-           "Pool"]
+__all__ = ["split_final_bn", "ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "Conv7x1_1x7", "Zero", "Identity", "Pool"]
 
 
 def _maybe_relu(relu: bool) -> list[nn.Module]:
@@ -127,14 +124,11 @@ class Pool(nn.Module):
         self.bn = nn.BatchNorm2d(search_bn_channels, affine=False) if search_bn_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pre_bn(x)
+        x = self.pool(x)
         return self.bn(x) if self.bn is not None else x
 
     def pre_bn(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.pool
-        if isinstance(p, nn.AvgPool2d):  # the same average by the route that is fast on CPU (ops/depthwise.py)
-            return avg_pool2d(x, p.kernel_size, p.stride, p.padding, p.count_include_pad)
-        return p(x)
+        return self.pool(x)
 
 
 def split_final_bn(op: nn.Module) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], nn.BatchNorm2d] | None:
