@@ -38,7 +38,7 @@ def depthwise_conv2d(x: torch.Tensor, weights: Sequence[torch.Tensor], stride: P
                      dilation: Pair) -> list[torch.Tensor]:
     """``[F.conv2d(x, w, groups=C, stride, padding, dilation) for w in weights]``, every ``w`` of shape
     ``[C, 1, k, k]`` (zero padding, no bias), with the CPU backward described in the module docstring."""
-    if x.device.type != "cpu" or _autocast(x.device.type):  # autocast: its own dtypes, the plain backward
+    if _plain_ops_only(x):
         return [F.conv2d(x, w.to(x.dtype), None, stride, padding, dilation, x.shape[1]) for w in weights]
     return list(_SharedInputDepthwise.apply(x, (stride, padding, dilation), *weights))
 
@@ -50,7 +50,7 @@ def avg_pool2d(x: torch.Tensor, kernel: int | Pair, stride: int | Pair | None, p
     9.5 ms against about 1.5 ms this way (``docs/performance.md``). Off the CPU: ``F.avg_pool2d``."""
     k, p = _pair(kernel), _pair(padding)
     s = k if stride is None else _pair(stride)  # as F.avg_pool2d: no stride means the kernel's
-    if x.device.type != "cpu" or _autocast(x.device.type):
+    if _plain_ops_only(x):
         return F.avg_pool2d(x, k, s, p, count_include_pad=count_include_pad)
     (summed,) = depthwise_conv2d(x, [x.new_ones((x.shape[1], 1, *k))], s, p, (1, 1))
     if count_include_pad:
@@ -63,14 +63,17 @@ def _pair(v: int | Sequence[int]) -> Pair:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _autocast(device_type: str) -> bool:
-    """Whether autocast is on, or a ``torch.func`` transform (vmap, grad) is active: the custom backward supports
-    neither, so the plain ops run (the proxies' per-sample gradients use ``torch.func``)."""
+def _plain_ops_only(x: torch.Tensor) -> bool:
+    """Whether the plain ops run instead: off the CPU (cuDNN has its own fast depthwise kernels), under autocast,
+    or under a ``torch.func`` transform (vmap, grad; the proxies' per-sample gradients), which the custom
+    backward supports neither of."""
+    if x.device.type != "cpu":
+        return True
     transforms = getattr(torch._C, "_are_functorch_transforms_active", None)
     if transforms is not None and transforms():
         return True
     try:
-        return torch.is_autocast_enabled(device_type)
+        return torch.is_autocast_enabled("cpu")
     except TypeError:  # torch < 2.4 takes no device type
         return torch.is_autocast_cpu_enabled()
 
@@ -111,18 +114,17 @@ def _input_grad(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: Pair,
     directly and at a stride dividing the dilation on the phase-0 grid of the padded input (oneDNN's native
     kernel there is a slow gemm: 7.4 ms against 1-2 ms for [64, 32, 32, 32], 5x5, dilation 2, stride 2)."""
     channels = x.shape[1]
-    flipped = w.flip(-2, -1)
     if stride == (1, 1):
         pad = _flipped_padding(w, padding, dilation)
         if pad is not None:
-            return F.conv2d(g, flipped, None, 1, pad, dilation, channels)
+            return F.conv2d(g, w.flip(-2, -1), None, 1, pad, dilation, channels)
         return _native_input_grad(g, x, w, stride, padding, dilation)
     sub = _phase_dilation(tuple(w.shape[-2:]), stride, dilation)
     if sub is None:
         return _native_input_grad(g, x, w, stride, padding, dilation)
     (kh, kw), (h, wd) = w.shape[-2:], x.shape[-2:]
     # the gradient of a valid stride-1 conv with dilation d' on the phase-0 grid, scattered back onto that grid
-    grid = F.conv2d(g, flipped, None, 1, (sub[0] * (kh - 1), sub[1] * (kw - 1)), sub, channels)
+    grid = F.conv2d(g, w.flip(-2, -1), None, 1, (sub[0] * (kh - 1), sub[1] * (kw - 1)), sub, channels)
     full = g.new_zeros((g.shape[0], channels, h + 2 * padding[0], wd + 2 * padding[1]))
     full[:, :, ::stride[0], ::stride[1]] = grid  # exactly the grid's size: ceil((H + 2p) / s) per side
     return full[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd]

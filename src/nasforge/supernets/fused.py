@@ -197,6 +197,13 @@ def _pointwise(weights: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor
     return torch.matmul(w.to(h.dtype), h)
 
 
+def _slot_weights(rows: torch.Tensor, slots: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """The op weights ``rows[edge, column]`` of ``slots``, one per slot, as one differentiable gather."""
+    e_idx = torch.tensor([e for e, _ in slots], device=rows.device)
+    c_idx = torch.tensor([col for _, col in slots], device=rows.device)
+    return rows[e_idx, c_idx]
+
+
 def _stack_slots(slots: Sequence[torch.Tensor], p: int) -> torch.Tensor:
     """``[N, S, C, P]`` contiguous from S tensors ``[N, C, H, W]`` of any layout: one copy, where stacking per
     kind and then concatenating the kinds would copy every slot twice."""
@@ -318,22 +325,16 @@ def fused_source_forward(x: torch.Tensor, x_relu: Callable[[], torch.Tensor], ed
     while finals:
         pre, bns, slot_cols = finals.pop(0)
         n, s, c, h, wd = pre.shape
-        e_idx = torch.tensor([e for e, _ in slot_cols], device=rows.device)
-        c_idx = torch.tensor([col for _, col in slot_cols], device=rows.device)
-        out = _batch_norm(pre.reshape(n, s * c, h, wd), bns, rows[e_idx, c_idx].repeat_interleave(c))
+        out = _batch_norm(pre.reshape(n, s * c, h, wd), bns, _slot_weights(rows, slot_cols).repeat_interleave(c))
         del pre
         parts.append(out.reshape(n, s, c, h, wd))
         slot_edges += [e for e, _ in slot_cols]
     for kind, slots in pools.items():
         p = _pool(x, kind)
-        e_idx = torch.tensor([e for e, _, _ in slots], device=rows.device)
-        c_idx = torch.tensor([col for _, col, _ in slots], device=rows.device)
-        parts.append(_pool_bn(p, [op.bn for _, _, op in slots], rows[e_idx, c_idx]))
+        parts.append(_pool_bn(p, [op.bn for _, _, op in slots], _slot_weights(rows, [(e, col) for e, col, _ in slots])))
         slot_edges += [e for e, _, _ in slots]
     if skips:
-        e_idx = torch.tensor([e for e, _ in skips], device=rows.device)
-        c_idx = torch.tensor([col for _, col in skips], device=rows.device)
-        term = x.unsqueeze(1) * rows[e_idx, c_idx].view(1, -1, 1, 1, 1).to(x.dtype)
+        term = x.unsqueeze(1) * _slot_weights(rows, skips).view(1, -1, 1, 1, 1).to(x.dtype)
         rates = [edges[e].skip_dropout for e, _ in skips]
         if training and any(rate > 0 for rate in rates):
             if len(set(rates)) == 1:
